@@ -1,0 +1,3 @@
+"""harness: a Kaggle-style competition harness for extractive QA and text classification."""
+
+__version__ = "0.1.0"

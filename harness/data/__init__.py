@@ -1,0 +1,3 @@
+from harness.data.example import Example
+
+__all__ = ["Example"]
