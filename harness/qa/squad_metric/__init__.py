@@ -1,0 +1,1 @@
+"""Folder loadable with ``evaluate.load(<this folder>)``; see ``squad_metric.py``."""
