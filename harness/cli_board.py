@@ -1,0 +1,3 @@
+"""Click commands defined beside their feature; harness.cli registers ``commands``."""
+
+commands: list = []

