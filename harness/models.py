@@ -74,15 +74,35 @@ def _from_pretrained(loader, recipe: Recipe, checkpoint: str, **kwargs):
 
 
 def train_wordpiece(texts: Iterable[str], vocab_size: int, out_dir: str | Path, lowercase: bool = True):
-    """A WordPiece tokenizer trained on ``texts`` (Chinese characters split), saved in ``out_dir``."""
-    from tokenizers import BertWordPieceTokenizer
+    """A WordPiece vocabulary built from ``texts``, deterministically, saved in ``out_dir``.
+
+    Every character seen (and its ``##`` continuation) is in the vocabulary, so nothing becomes
+    [UNK]; the rest of the budget goes to the most frequent whole words. Ties are broken by the
+    token itself: the same texts always give the same vocabulary (the ``tokenizers`` trainer
+    breaks ties in hash order, which differs between processes and made runs irreproducible).
+    """
+    from collections import Counter
+
+    from tokenizers import normalizers, pre_tokenizers
     from transformers import BertTokenizerFast
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    wp = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True, lowercase=lowercase)
-    wp.train_from_iterator(list(texts), vocab_size=vocab_size, min_frequency=1, show_progress=False)
-    wp.save_model(str(out_dir))
+    normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, lowercase=lowercase)
+    pre = pre_tokenizers.BertPreTokenizer()
+    words, chars, cont = Counter(), Counter(), Counter()
+    for text in texts:
+        for word, _ in pre.pre_tokenize_str(normalizer.normalize_str(text)):
+            words[word] += 1
+            chars[word[0]] += 1
+            cont.update("##" + c for c in word[1:])
+    ranked = lambda counter: [t for t, _ in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))]  # noqa: E731
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab += sorted(set(ranked(chars)) | {c for w in words for c in w})
+    vocab += ranked(cont)
+    seen = set(vocab)
+    vocab += [w for w in ranked(words) if len(w) > 1 and w not in seen][: max(0, vocab_size - len(vocab))]
+    (out_dir / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     # transformers v5: the vocab path must be positional (vocab_file= is silently ignored)
     tok = BertTokenizerFast(str(out_dir / "vocab.txt"), do_lower_case=lowercase)
     tok.save_pretrained(str(out_dir))

@@ -44,6 +44,7 @@ class RunResult:
     best_epoch: int | None = None
     best: dict = field(default_factory=dict)  # dev scores of the best epoch ({"em", "f1"})
     dev_logits: tuple | None = None  # (windows, start, end) of the best epoch
+    loss_curve: list[float] = field(default_factory=list)  # training loss of every batch
 
 
 # ---- batching ---------------------------------------------------------------------------------
@@ -257,8 +258,7 @@ def _train_once(recipe, params, train_examples, run_dir, dev_examples, lang, on_
         for epoch in range(1, int(params["epochs"]) + 1):
             model.train()
             t0, seen = time.time(), 0
-            loss_sum = torch.zeros((), device=accelerator.device)
-            n_loss = 0
+            step_losses = []  # detached tensors; read back once per epoch (no per-step host sync)
             batches = length_batches(train_w.lengths, bs, True, rng)
             bar = tqdm(batches, desc=f"epoch {epoch}/{params['epochs']}", disable=not progress, leave=False)
             for i, rows in enumerate(bar):
@@ -273,18 +273,20 @@ def _train_once(recipe, params, train_examples, run_dir, dev_examples, lang, on_
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
-                loss_sum += loss.detach()
-                n_loss += 1
+                step_losses.append(loss.detach())
                 seen += len(rows)
                 if accelerator.sync_gradients:
                     step += 1
                 if progress and (i % 20 == 0 or i == len(batches) - 1):
-                    bar.set_postfix(loss=f"{loss_sum.item() / n_loss:.3f}",
+                    bar.set_postfix(loss=f"{torch.stack(step_losses[-20:]).mean().item():.3f}",
                                     win_s=f"{seen / max(time.time() - t0, 1e-9):.0f}")
                 if params.get("max_steps") and step >= int(params["max_steps"]):
                     break
             train_time = time.time() - t0
-            entry = {"epoch": epoch, "loss": loss_sum.item() / max(n_loss, 1), "train_s": round(train_time, 2),
+            losses = torch.stack(step_losses).float().cpu().numpy() if step_losses else np.zeros(0)
+            result.loss_curve += [round(float(x), 5) for x in losses]
+            entry = {"epoch": epoch, "loss": float(losses.mean()) if len(losses) else 0.0,
+                     "train_s": round(train_time, 2),
                      "windows_per_s": round(seen / max(train_time, 1e-9), 1), "step": step}
             improved = True
             if dev_w is not None:
@@ -325,7 +327,8 @@ def _train_once(recipe, params, train_examples, run_dir, dev_examples, lang, on_
         save_logits(run_dir / "logits" / "dev.npz", w, s, e, {"split": "dev", "run": run_dir.name,
                                                             "epoch": result.best_epoch})
     metrics = {"best_epoch": result.best_epoch, "best": result.best, "history": result.history,
-               "train_windows": len(train_w), "total_s": round(time.time() - t_start, 2)}
+               "train_windows": len(train_w), "total_s": round(time.time() - t_start, 2),
+               "loss_curve": result.loss_curve}
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     _free(model, optimizer, accelerator)
     return result

@@ -26,3 +26,23 @@ def zh_tokenizer():
 
     # v5: the vocab path must be positional; vocab_file= is silently ignored
     return BertTokenizerFast(str(shared_file("vocab/bert-base-chinese-vocab.txt")))
+
+
+@pytest.fixture(scope="session")
+def demo_files(tmp_path_factory):
+    """The generated demo competition files (train/dev/test/test_gold, HW7 layout)."""
+    from harness.data.demo import generate_demo
+
+    out = tmp_path_factory.mktemp("demo-data")
+    generate_demo(out, seed=0)
+    return out
+
+
+@pytest.fixture()
+def demo_comp(tmp_path, demo_files):
+    """A workspace with competition.toml declaring the demo files."""
+    from harness.competition import init_competition
+
+    init_competition("demo", tmp_path, str(demo_files / "train.json"), str(demo_files / "dev.json"),
+                     str(demo_files / "test.json"), str(demo_files / "test_gold.json"), layout="hw7")
+    return tmp_path

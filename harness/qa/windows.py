@@ -28,6 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from harness.data.example import Example
+from harness.errors import HarnessError
 
 NO_OFFSET = -1
 
@@ -127,16 +128,16 @@ def make_windows(
     """
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("windows need a fast tokenizer (offset mapping); got a slow one")
-    if doc_stride >= max_length - max_query_length - 3:
-        raise ValueError(
-            f"doc_stride={doc_stride} must be smaller than the context part of a window "
-            f"(max_length {max_length} - question {max_query_length} - 3 special tokens)"
-        )
     pad_on_right = tokenizer.padding_side == "right"
     questions = [_truncate_question(tokenizer, ex.question, max_query_length, split_chars) for ex in examples]
     contexts = [ex.context for ex in examples]
     if max_offset is not None:
         return _answer_windows(tokenizer, examples, questions, max_length, max_offset, seed, pad_on_right, split_chars)
+    if doc_stride >= max_length - max_query_length - 3:
+        raise HarnessError(
+            f"doc_stride={doc_stride} must be smaller than the context part of a window "
+            f"(max_length {max_length} - question {max_query_length} - 3 special tokens)"
+        )
     enc = _encode(
         tokenizer, questions, contexts, pad_on_right, split_chars,
         max_length=max_length, stride=doc_stride, return_overflowing_tokens=True,

@@ -1,0 +1,125 @@
+"""Benchmark: a 5-member character-level ensemble vs one model's decode_windows, same process.
+
+    python bench/ensemble.py            # all 3,524 DRCD dev questions, windows 384/128
+    python bench/ensemble.py --quick    # 200 questions (CI-sized)
+
+Two tokenisations of DRCD dev with the shared bert-base-chinese vocab: ``split_chars=True`` (one
+token per character) for members 1-3 and plain WordPiece for members 4-5, so the ensemble takes
+the character path. Logits are random (fixed seed); window building is not timed. Without
+../shared/data, synthetic contexts are cut into 1-character and 1-3-character tokens instead.
+Prints one line, e.g.
+``ensemble: 5 members 2.1 s (projection 0.9 s, combine + decode 1.2 s), single decode_windows 0.4 s, ratio 5.3x``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from harness.artifacts import LogitSet
+from harness.data.example import Example
+from harness.ensemble import Ensemble
+from harness.qa.decode import decode_windows
+from harness.qa.windows import Windows, make_windows
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("HARNESS_SHARED_DATA", ROOT.parent / "shared" / "data"))
+MAX_LENGTH, DOC_STRIDE = 384, 128
+MEMBERS = (True, True, True, False, False)  # split_chars of each member's windows
+
+
+def drcd(limit: int | None):
+    from transformers import BertTokenizerFast
+
+    from harness.data.readers import read_squad
+
+    examples = read_squad(SHARED / "drcd" / "DRCD_dev.json")[:limit]
+    tokenizer = BertTokenizerFast(str(SHARED / "vocab" / "bert-base-chinese-vocab.txt"))
+    windows = {split: make_windows(tokenizer, examples, max_length=MAX_LENGTH, doc_stride=DOC_STRIDE, split_chars=split)
+               for split in (True, False)}
+    return examples, windows, "DRCD dev"
+
+
+def synthetic_windows(examples, max_token_chars: int, seed: int, question: int = 20) -> Windows:
+    """Contexts cut into tokens of 1..max_token_chars characters, sliding windows like make_windows."""
+    rng = np.random.default_rng(seed)
+    part = MAX_LENGTH - question - 3
+    rows = []
+    for i, ex in enumerate(examples):
+        cuts = np.cumsum(rng.integers(1, max_token_chars + 1, len(ex.context)))
+        cuts = np.concatenate([[0], cuts[cuts < len(ex.context)], [len(ex.context)]])
+        tokens = np.stack([cuts[:-1], cuts[1:]], axis=1)
+        lo = 0
+        while True:
+            chunk = tokens[lo: lo + part]
+            offs = np.full((MAX_LENGTH, 2), -1, np.int32)
+            offs[question + 2: question + 2 + len(chunk)] = chunk
+            rows.append((i, offs))
+            if lo + part >= len(tokens):
+                break
+            lo += part - DOC_STRIDE
+    n = len(rows)
+    return Windows(
+        input_ids=np.zeros((n, MAX_LENGTH), np.int32), token_type_ids=None, lengths=np.full(n, MAX_LENGTH, np.int32),
+        offsets=np.stack([r[1] for r in rows]), example_index=np.array([r[0] for r in rows], np.int32),
+        cls_index=np.zeros(n, np.int32), example_ids=[ex.id for ex in examples],
+    )
+
+
+def synthetic(n_examples: int, seed: int):
+    rng = np.random.default_rng(seed)
+    examples = [
+        Example(id=str(i), question="?", context="".join(map(chr, rng.integers(0x4E00, 0x9FA5, int(n)))))
+        for i, n in enumerate(rng.integers(150, 1040, n_examples))
+    ]
+    return examples, {True: synthetic_windows(examples, 1, seed), False: synthetic_windows(examples, 3, seed)}, "synthetic"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="200 questions instead of all")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--space", default="logprob", choices=["logprob", "prob"])
+    parser.add_argument("--agg", default="max", choices=["max", "mean"])
+    args = parser.parse_args()
+    limit = 200 if args.quick else None
+    if (SHARED / "drcd" / "DRCD_dev.json").exists() and (SHARED / "vocab" / "bert-base-chinese-vocab.txt").exists():
+        examples, windows, source = drcd(limit)
+    else:
+        examples, windows, source = synthetic(limit or 3524, args.seed)
+    rng = np.random.default_rng(args.seed)
+    members = []
+    for split in MEMBERS:
+        w = windows[split]
+        members.append(LogitSet(w, *rng.standard_normal((2, *w.offsets.shape[:2])).astype(np.float32), {}))
+    print(f"# {source}: {len(examples)} questions, windows of {MAX_LENGTH} tokens: "
+          f"{len(windows[True])} split by character, {len(windows[False])} WordPiece", file=sys.stderr, flush=True)
+
+    single = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        decode_windows(members[0].start_logits, members[0].end_logits, members[0].windows, examples)
+        single = min(single, time.perf_counter() - t0)
+    best = (float("inf"), 0.0, 0.0)
+    for _ in range(2):
+        t0 = time.perf_counter()
+        ens = Ensemble(members, examples, agg=args.agg, space=args.space)
+        for i in range(len(members)):
+            ens.member_scores(i)
+        t1 = time.perf_counter()
+        pred = ens.decode()
+        t2 = time.perf_counter()
+        best = min(best, (t2 - t0, t1 - t0, t2 - t1))
+    assert not ens.shared_windows and len(pred) == len(examples)
+    total, projection, decode = best
+    print(f"ensemble: {len(members)} members {total:.2f} s (projection {projection:.2f} s, combine + decode "
+          f"{decode:.2f} s), single decode_windows {single:.2f} s, ratio {total / single:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
