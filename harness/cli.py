@@ -2,59 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 import time
-from functools import wraps
-from pathlib import Path
 
 import click
 
+from harness.cli_common import _Ctx, friendly, model_path_option, pass_ctx, set_option
 from harness.errors import HarnessError
 
-
-def _friendly(fn):
-    """Turn HarnessError into one clear line (+ hint) and exit 2, never a traceback."""
-
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except HarnessError as e:
-            click.echo(f"error: {e.message}", err=True)
-            if e.hint:
-                click.echo(f"  hint: {e.hint}", err=True)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
-
-    return wrapper
-
-
-class _Ctx:
-    def __init__(self, competition: str | None, workspace: str | None):
-        self._competition = competition
-        self._workspace = workspace
-
-    @property
-    def workspace(self):
-        from harness.workspace import Workspace
-
-        if self._workspace:
-            return Workspace(self._workspace)
-        if self._competition:
-            p = Path(self._competition)
-            return Workspace(p if p.is_dir() else p.parent)
-        return Workspace(Path.cwd())
-
-    @property
-    def competition(self):
-        from harness.competition import load_competition
-
-        return load_competition(self._competition or self.workspace.root)
-
-
-pass_ctx = click.make_pass_decorator(_Ctx)
+_friendly = friendly  # noqa: the name the feature modules used first
+_set_option, _model_path_option = set_option, model_path_option
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -119,12 +75,6 @@ def recipes(ctx):
         click.echo(f"{r.name:<22} {r.lang:<4} {r.checkpoint:<42} {r.description}")
 
 
-_set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                           help="override a recipe parameter, e.g. --set lr=3e-5 (repeatable)")
-_model_path_option = click.option("--model-path", type=click.Path(), help="local checkpoint folder to use instead "
-                                  "of the recipe's hub checkpoint")
-
-
 @main.command()
 @click.option("--recipe", "-r", required=True, help="recipe name (see `harness recipes`)")
 @_set_option
@@ -162,17 +112,35 @@ def predict(ctx, run, split):
 @click.option("--run", "run", help="one run (name or folder)")
 @click.option("--runs", "runs", help="several runs or trials, comma-separated (an ensemble)")
 @click.option("--name", help="submission name (default: from the runs)")
+@click.option("--weights", help="member weights, comma-separated (default: equal)")
+@click.option("--fit-weights", "fit", type=click.Choice(["greedy", "optuna"]), is_flag=False, flag_value="greedy",
+              help="fit weights on the members' dev/out-of-fold logits (greedy forward selection or optuna)")
+@click.option("--agg", type=click.Choice(["max", "mean"]), default="max", show_default=True,
+              help="how overlapping windows combine on a character")
+@click.option("--space", type=click.Choice(["logprob", "prob"]), default="logprob", show_default=True,
+              help="average members in log-probability or probability space")
 @click.option("--data", "split", type=click.Choice(["test", "dev"]), default="test", show_default=True)
 @pass_ctx
 @_friendly
-def submit(ctx, run, runs, name, split):
-    """Decode runs' logits into submissions/NAME.csv and copy it to result.csv."""
+def submit(ctx, run, runs, name, weights, fit, agg, space, split):
+    """Ensemble runs' span logits into submissions/NAME.csv and copy it to result.csv."""
     from harness.pipeline import submit as do_submit
 
     members = [r.strip() for r in (runs or "").split(",") if r.strip()] + ([run] if run else [])
     if not members:
         raise HarnessError("nothing to submit", hint="pass --run RUN or --runs A,B,C")
-    out = do_submit(ctx.competition, ctx.workspace, members, name, split)
+    if weights and fit:
+        raise HarnessError("give --weights or --fit-weights, not both")
+    try:
+        w = [float(x) for x in weights.split(",")] if weights else None
+    except ValueError:
+        raise HarnessError(f"--weights must be numbers, got '{weights}'") from None
+    out = do_submit(ctx.competition, ctx.workspace, members, name, split, weights=w, fit=fit, agg=agg, space=space,
+                    echo=click.echo)
+    val = out["sidecar"]["validation"]
+    if val:
+        click.echo(f"{val['kind']} EM {val['em']:.2f} F1 {val['f1']:.2f} on {val['n']} questions "
+                   f"(weights {', '.join(f'{x:.2f}' for x in out['sidecar']['weights'])})")
     click.echo(f"wrote {out['csv']} ({out['n']} answers) and {out['result']}")
 
 

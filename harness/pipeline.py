@@ -47,54 +47,102 @@ def predict_split(comp: Competition, ws: Workspace, run: str, split: str = "test
     return predict_run(ws.run_dir(run), examples, split, progress=progress)
 
 
-def answers_from_runs(comp: Competition, ws: Workspace, runs: Sequence[str], split: str = "test",
-                      decode_overrides: dict | None = None, progress: bool = True) -> tuple[dict, list, dict]:
-    """(answers by id, the split's examples, decoding params) from one or more runs' logits."""
-    from harness.qa.decode import decode_windows
-
-    examples = comp.examples(split)
-    if len(runs) != 1:
-        raise HarnessError("ensembles of several runs are not available yet", hint="pass one run")
-    run_dir = ws.run_dir(runs[0])
-    logits_path = run_dir / "logits" / f"{split}.npz"
-    if not logits_path.exists():
-        predict_split(comp, ws, runs[0], split, progress=progress)
-    logits = load_logits(logits_path)
-    config = json.loads((run_dir / "config.json").read_text())
-    params = {**config["params"], **(decode_overrides or {})}
-    _check_same_examples(logits.example_ids, examples, logits_path)
-    preds = decode_windows(logits.start_logits, logits.end_logits, logits.windows, examples,
-                           max_answer_length=int(params["max_answer_length"]), n_best=int(params["n_best"]),
-                           null_threshold=params.get("null_threshold"))
-    answers = preds.to_dict()
-    return answers, examples, params
+def _member_logits(comp: Competition, ws: Workspace, run_dir: Path, split: str, progress: bool):
+    """A run's logits for a split, predicting them first when the run has none yet."""
+    path = run_dir / "logits" / f"{split}.npz"
+    if not path.exists():
+        predict_split(comp, ws, str(run_dir), split, progress=progress)
+    return load_logits(path)
 
 
-def _check_same_examples(ids: Sequence[str], examples, source) -> None:
-    if list(ids) != [ex.id for ex in examples]:
-        raise HarnessError(f"{source} was predicted on other examples than the current data file",
-                           hint="re-run `harness predict` for this split")
+def _validation_logits(run_dirs: Sequence[Path]):
+    """Each member's dev logits, else out-of-fold logits, when all members have the same kind."""
+    for kind in ("dev", "oof"):
+        paths = [d / "logits" / f"{kind}.npz" for d in run_dirs]
+        if all(p.exists() for p in paths):
+            return kind, [load_logits(p) for p in paths]
+    return None, None
+
+
+def _labelled(comp: Competition, ids: Sequence[str]) -> list:
+    """The competition's labelled examples (train, dev) with these ids, in this order."""
+    by_id = {}
+    for split in ("train", "dev"):
+        if comp.path(split):
+            by_id.update({ex.id: ex for ex in comp.examples(split)})
+    return [by_id[i] for i in ids if i in by_id and by_id[i].labelled]
 
 
 def submit(comp: Competition, ws: Workspace, runs: Sequence[str], name: str | None = None, split: str = "test",
-           progress: bool = True) -> dict:
-    """Write ``submissions/NAME.csv`` (+ sidecar JSON) and copy it to ``result.csv``."""
+           weights: Sequence[float] | None = None, fit: str | None = None, agg: str = "max",
+           space: str = "logprob", progress: bool = True, echo=print) -> dict:
+    """Ensemble one or more runs into ``submissions/NAME.csv`` (+ sidecar JSON) and ``result.csv``.
+
+    One run goes through the same path (an ensemble of one is decoded exactly like the single
+    model). Weights are equal, given, or fitted (``fit`` = "greedy" | "optuna") on the members'
+    dev or out-of-fold logits; the validation figures go into the sidecar and the leaderboard.
+    """
     import shutil
 
+    from harness.ensemble import ensemble_answers, fit_weights
+    from harness.leaderboard import record_submission
+    from harness.qa.metrics import qa_scores
     from harness.submit import write_submission
     from harness.workspace import check_name
 
-    name = check_name(name or "-".join(Path(r).name for r in runs)[:100])
-    answers, examples, params = answers_from_runs(comp, ws, runs, split, progress=progress)
+    run_dirs = [ws.run_dir(r) for r in runs]
+    name = check_name(name or "-".join(d.name for d in run_dirs)[:100])
+    configs = [json.loads((d / "config.json").read_text()) for d in run_dirs]
+    params = configs[0]["params"]
+    decoding = {"max_answer_length": int(params["max_answer_length"]), "n_best": int(params["n_best"])}
+    if weights is not None and len(weights) != len(runs):
+        raise HarnessError(f"{len(weights)} weights for {len(runs)} runs")
+    kind, val_members = _validation_logits(run_dirs)
+    val_examples = _labelled(comp, val_members[0].example_ids) if val_members else []
+    report = {}
+    if fit:
+        if not val_examples:
+            raise HarnessError("cannot fit weights: the runs have no common dev or out-of-fold logits",
+                               hint="train with a dev split, or refit trials of a k-fold search")
+        weights, report = fit_weights(val_members, val_examples, metric=comp.metric, method=fit, agg=agg,
+                                      space=space, max_answer_length=decoding["max_answer_length"])
+        weights = [float(w) for w in weights]
+    weights = list(weights) if weights is not None else [1.0] * len(runs)
+    val_answers, val_scores = None, None
+    if val_examples:
+        val_answers = ensemble_answers(val_members, val_examples, weights, agg=agg, space=space, **decoding)
+        val_scores = qa_scores(val_answers, {ex.id: list(ex.answers) for ex in val_examples})
+    examples = comp.examples(split)
+    members = [_member_logits(comp, ws, d, split, progress) for d in run_dirs]
+    answers = ensemble_answers(members, examples, weights, agg=agg, space=space, **decoding)
     path = write_submission(ws.submissions / f"{name}.csv", answers, [ex.id for ex in examples],
                             id_column=comp.id_column, answer_column=comp.answer_column,
                             strip_commas=comp.strip_commas)
-    sidecar = {"name": name, "competition": comp.name, "split": split, "members": [str(r) for r in runs],
-               "weights": [1.0] * len(runs), "decoding": {k: params.get(k) for k in
-                                                          ("max_answer_length", "n_best", "null_threshold")}}
+    test_gold = comp.examples("test_gold") if split == "test" and comp.path("test_gold") else None
+    sidecar = {"name": name, "competition": comp.name, "split": split, "members": [str(d) for d in run_dirs],
+               "weights": weights, "fit": fit, "agg": agg, "space": space, "decoding": decoding,
+               "validation": None if val_scores is None else
+               {"kind": kind, "em": val_scores["em"], "f1": val_scores["f1"], "n": val_scores["n"]},
+               "fit_report": _jsonable(report)}
     atomic_write_text(ws.submissions / f"{name}.json", json.dumps(sidecar, indent=2, ensure_ascii=False))
     shutil.copyfile(path, ws.result_csv)
+    record_submission(ws, name, [d.name for d in run_dirs], val_answers, val_examples or None,
+                      answers if test_gold else None, test_gold, {"weights": weights, "kind": kind})
     return {"csv": path, "result": ws.result_csv, "n": len(examples), "sidecar": sidecar}
+
+
+def _jsonable(value):
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def run_demo(ws: Workspace, recipe: str = "tiny", overrides: dict | None = None, seed: int = 0,
@@ -116,7 +164,7 @@ def run_demo(ws: Workspace, recipe: str = "tiny", overrides: dict | None = None,
     echo(f"demo competition: {len(comp.examples('train'))} train / {len(comp.examples('dev'))} dev / "
          f"{len(comp.examples('test'))} test questions in {data_dir}")
     result = train_run(comp, ws, recipe, overrides, name=None, progress=progress)
-    out = submit(comp, ws, [str(result.run_dir)], name=f"demo-{recipe}", progress=progress)
+    out = submit(comp, ws, [str(result.run_dir)], name=f"demo-{recipe}", progress=progress, echo=echo)
     report = score_file(out["csv"], read_examples(comp.path("test_gold"), layout="hw7"),
                         id_column=comp.id_column, answer_column=comp.answer_column)
     return {"run": result.run_dir, "dev_em": result.best.get("em", 0.0), "dev_f1": result.best.get("f1", 0.0),

@@ -82,7 +82,7 @@ def test_score_gold_against_itself_and_a_broken_file(tmp_path, demo_files):
 def test_offline_hub_checkpoint_fails_fast_with_the_fix(demo_comp):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(demo_comp / "hf-empty")}
     t0 = time.time()
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", "-w", str(demo_comp), "train", "--recipe", "macbert"],
+    proc = subprocess.run([sys.executable, "-m", "harness", "-w", str(demo_comp), "train", "--recipe", "macbert"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
