@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 import pandas as pd
 
-from harness.cli import _friendly, pass_ctx
+from harness.cli_common import friendly as _friendly, pass_ctx
 
 _EMPTY = "the leaderboard is empty: `harness submit` adds an entry (the board lives in {path})"
 
@@ -62,7 +62,8 @@ def leaderboard(click_ctx, ctx, by, split):
             click.echo(_EMPTY.format(path=board.path))
         return
     n = int(df["n"].max())
-    click.echo(f"leaderboard: {len(df)} entries, ranked by {split} {by.upper()} ({n} questions)")
+    count = f"{len(df)} {'entry' if len(df) == 1 else 'entries'}"
+    click.echo(f"leaderboard: {count}, ranked by {split} {by.upper()} ({n} questions)")
     click.echo("")
     table = display_table(df, by=by, split=split)
     click.echo(table.to_string(index=False))
@@ -72,7 +73,7 @@ def leaderboard(click_ctx, ctx, by, split):
         click.echo(top.format())
     skipped = len(board) - len(df)
     if skipped:
-        click.echo(f"({skipped} entries without {split} scores not shown)")
+        click.echo(f"({skipped} {'entry' if skipped == 1 else 'entries'} without {split} scores not shown)")
 
 
 @leaderboard.command()

@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS entries (
     dev_n           INTEGER, dev_em REAL, dev_f1 REAL,
     public_em       REAL, private_em REAL,
     test_n          INTEGER, test_em REAL, test_f1 REAL,
-    dev_per_id      TEXT,               -- JSON {id: [em, f1]} (0..1)
+    dev_per_id      TEXT,               -- JSON {"ids": [...], "em": [...], "f1": [...]} (0..1)
     test_per_id     TEXT,
     dev_predictions TEXT,               -- JSON {id: answer}
     test_predictions TEXT,
@@ -145,6 +145,43 @@ class Interval:
         return f"[{self.lo:.2f}, {self.hi:.2f}]"
 
 
+class Scores:
+    """One entry's per-question scores as parallel arrays (what the board stores and resamples)."""
+
+    __slots__ = ("ids", "em", "f1")
+
+    def __init__(self, ids: list[str], em, f1):
+        self.ids = ids
+        self.em = np.asarray(em, dtype=np.float64)
+        self.f1 = np.asarray(f1, dtype=np.float64)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Scores | None:
+        if not text:
+            return None
+        d = json.loads(text)
+        return cls(d["ids"], d["em"], d["f1"])
+
+    @classmethod
+    def from_mapping(cls, per_id: Mapping[str, Sequence[float]]) -> Scores:
+        return cls(list(per_id), [p[0] for p in per_id.values()], [p[1] for p in per_id.values()])
+
+    def column(self, k: int) -> np.ndarray:
+        return self.em if k == 0 else self.f1
+
+    def as_dict(self) -> dict[str, tuple[float, float]]:
+        return {q: (float(e), float(f)) for q, e, f in zip(self.ids, self.em, self.f1)}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _as_scores(per_id) -> Scores | None:
+    if per_id is None or isinstance(per_id, Scores):
+        return per_id
+    return Scores.from_mapping(per_id)
+
+
 class Bootstrap:
     """Paired bootstrap over a fixed question list: one index matrix shared by every vector.
 
@@ -157,6 +194,7 @@ class Bootstrap:
     def __init__(self, ids: Sequence[str], resamples: int = RESAMPLES, seed: int = SEED):
         self.ids = list(ids)
         self.pos = {q: j for j, q in enumerate(self.ids)}
+        self._aligned: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         n = len(self.ids)
         rng = np.random.default_rng(seed)
         self.counts = np.zeros((resamples, n), dtype=np.float32)
@@ -167,15 +205,20 @@ class Bootstrap:
             flat = (index + n * np.arange(rows)[:, None]).ravel()
             self.counts[start:start + rows] = np.bincount(flat, minlength=rows * n).reshape(rows, n)
 
-    def vectors(self, per_id: Mapping[str, Sequence[float]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    def vectors(self, per_id: Scores | Mapping[str, Sequence[float]], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Column ``k`` (0 = EM, 1 = F1) of ``per_id`` aligned to ``ids``, and the has-a-value mask."""
+        scores = _as_scores(per_id)
+        if scores.ids == self.ids:
+            return scores.column(k).copy(), np.ones(len(self.ids))
+        key = tuple(scores.ids)  # entries usually share one id order: align it once
+        if key not in self._aligned:
+            index = np.fromiter((self.pos.get(q, -1) for q in scores.ids), dtype=np.int64, count=len(scores))
+            self._aligned[key] = (index >= 0, index[index >= 0])
+        keep, target = self._aligned[key]
         v = np.zeros(len(self.ids))
         m = np.zeros(len(self.ids))
-        for q, pair in per_id.items():
-            j = self.pos.get(q)
-            if j is not None:
-                v[j] = pair[k]
-                m[j] = 1.0
+        v[target] = scores.column(k)[keep]
+        m[target] = 1.0
         return v, m
 
     def replicates(self, values: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -192,7 +235,7 @@ class Bootstrap:
             lo, hi = np.nanpercentile(replicates, [tail, 100 - tail], axis=0)
         return [Interval(float(a), float(b)) for a, b in zip(np.atleast_1d(lo), np.atleast_1d(hi))]
 
-    def difference(self, a: Mapping, b: Mapping, k: int, level: float = 0.95) -> tuple[float, Interval]:
+    def difference(self, a, b, k: int, level: float = 0.95) -> tuple[float, Interval]:
         """Point difference a - b (0-100) over the questions both have, and its paired 95% interval."""
         va, ma = self.vectors(a, k)
         vb, mb = self.vectors(b, k)
@@ -401,7 +444,7 @@ class Leaderboard:
     def _load(self) -> list[dict]:
         rows = self._read("SELECT id, name, kind, members, created, seq, dev_n, dev_em, dev_f1, public_em, "
                           "private_em, test_n, test_em, test_f1, dev_per_id, test_per_id, extra FROM entries")
-        return [_parse_row(r) for r in rows]
+        return [_parse_row(r, vectors=False) for r in rows]
 
     def entries(self, by: str = "em", split: str = "dev", intervals: bool = True) -> pd.DataFrame:
         """The ranked board as a DataFrame, best first.
@@ -424,9 +467,10 @@ class Leaderboard:
         before = self._ranks_before(by, split)
         newest = max(r["seq"] for r in rows)
         if intervals:
-            boot = Bootstrap(_union_ids(r[f"{split}_per_id"] for r in ranked))
+            scores = [Scores.from_json(r[f"{split}_per_id"]) for r in ranked]
+            boot = Bootstrap(_union_ids(scores))
             for k, metric in enumerate(METRICS):
-                vecs = [boot.vectors(r[f"{split}_per_id"], k) for r in ranked]
+                vecs = [boot.vectors(sc, k) for sc in scores]
                 values = np.stack([v for v, _ in vecs], axis=1)
                 masks = np.stack([m for _, m in vecs], axis=1)
                 for r, iv in zip(ranked, boot.interval(boot.replicates(values, masks))):
@@ -474,8 +518,8 @@ class Leaderboard:
         if len(ranked) < 2:
             return None
         a, b = ranked[0], ranked[1]
-        boot = Bootstrap(_union_ids([a[f"{split}_per_id"], b[f"{split}_per_id"]]))
-        diff, ci = boot.difference(a[f"{split}_per_id"], b[f"{split}_per_id"], METRICS.index(by))
+        sa, sb = Scores.from_json(a[f"{split}_per_id"]), Scores.from_json(b[f"{split}_per_id"])
+        diff, ci = Bootstrap(_union_ids([sa, sb])).difference(sa, sb, METRICS.index(by))
         return TopTwo(a["name"], b["name"], by, split, diff, ci)
 
     def difference(self, a: str, b: str, by: str = "em", split: str = "dev") -> tuple[float, Interval]:
@@ -522,7 +566,8 @@ class Leaderboard:
                 refs = gold_answers.get(qid)
                 row["gold"] = None if refs is None else " | ".join([refs] if isinstance(refs, str) else refs)
             rows.append(row)
-        columns = ["id", "right", "em_a", "em_b", "answer_a", "answer_b"] + (["gold"] if gold_answers is not None else [])
+        columns = ["id", "right", "em_a", "em_b", "answer_a", "answer_b"]
+        columns += ["gold"] if gold_answers is not None else []
         return pd.DataFrame(rows, columns=columns)
 
     # ---------------------------------------------------------------- export
@@ -558,19 +603,24 @@ def _check_choice(value: str, choices: Sequence[str], what: str) -> None:
 
 
 def _dumps_per_id(per_id: dict | None) -> str | None:
-    return None if per_id is None else json.dumps({q: [e, f] for q, (e, f) in per_id.items()}, ensure_ascii=False)
+    if per_id is None:
+        return None
+    return json.dumps({"ids": list(per_id), "em": [e for e, _ in per_id.values()],
+                       "f1": [f for _, f in per_id.values()]}, ensure_ascii=False)
 
 
 def _dumps_predictions(preds: Mapping | None) -> str | None:
     return None if preds is None else json.dumps({str(k): str(v) for k, v in preds.items()}, ensure_ascii=False)
 
 
-def _parse_row(row: sqlite3.Row) -> dict:
+def _parse_row(row: sqlite3.Row, vectors: bool = True) -> dict:
+    """A stored row as a dict; with ``vectors=False`` the per-question scores stay JSON text."""
     r = dict(row)
     r["members"] = json.loads(r["members"]) if r.get("members") else []
     for key in ("dev_per_id", "test_per_id"):
-        if key in r:
-            r[key] = {q: tuple(v) for q, v in json.loads(r[key]).items()} if r[key] else None
+        if key in r and vectors:
+            scores = Scores.from_json(r[key])
+            r[key] = scores.as_dict() if scores is not None else None
     for key in ("dev_predictions", "test_predictions"):
         if key in r:
             r[key] = json.loads(r[key]) if r[key] else None
@@ -589,10 +639,11 @@ def _change(delta: int) -> str:
 
 
 def _union_ids(per_ids) -> list[str]:
-    seen: dict[str, None] = {}
+    """The sorted union of the question ids of several score sets (the bootstrap's question list)."""
+    seen: set[str] = set()
     for p in per_ids:
-        for q in p or ():
-            seen.setdefault(q, None)
+        if p is not None:
+            seen.update(p.ids if isinstance(p, Scores) else p)
     return sorted(seen)
 
 
@@ -661,12 +712,22 @@ def _markdown_table(table: pd.DataFrame) -> list[str]:
 
 
 # --------------------------------------------------------------------------- the HTML chart
-_SERIES = [  # column, label, colour, marker filled
-    ("dev_em", "dev EM", "#1f77b4", True),
-    ("public_em", "public EM", "#2ca02c", False),
-    ("private_em", "private EM", "#d62728", False),
-    ("test_em", "test EM", "#ff7f0e", True),
+_SERIES = [  # column, label, colour, marker (legend order; drawn in reverse so dev EM stays on top)
+    ("dev_em", "dev EM", "#1f77b4", "dot"),
+    ("test_em", "test EM", "#ff7f0e", "square"),
+    ("public_em", "public EM", "#2ca02c", "ring"),
+    ("private_em", "private EM", "#d62728", "ring"),
 ]
+
+
+def _marker(cx: float, cy: float, colour: str, shape: str, tip: str = "") -> str:
+    title = f"<title>{tip}</title>" if tip else ""
+    if shape == "square":
+        return (f'<rect x="{cx - 5.5:.1f}" y="{cy - 5.5:.1f}" width="11" height="11" fill="{colour}" '
+                f'fill-opacity="0.85">{title}</rect>')
+    fill = colour if shape == "dot" else "white"
+    return (f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4.5" fill="{fill}" stroke="{colour}" '
+            f'stroke-width="1.8">{title}</circle>')
 
 
 def _svg_chart(events: pd.DataFrame, width: int = 860, height: int = 380) -> str:
@@ -679,6 +740,8 @@ def _svg_chart(events: pd.DataFrame, width: int = 860, height: int = 380) -> str
     t0, t1 = float(t.min()), float(t.max())
     if t1 - t0 < 1e-9:
         t0, t1 = t0 - 1, t1 + 1
+    pad = (t1 - t0) * 0.04  # keep the first and last markers off the frame
+    t0, t1 = t0 - pad, t1 + pad
     scores = pd.concat([events[c] for c, *_ in _SERIES]).astype(float).dropna()
     lo = max(0.0, math.floor((scores.min() - 2) / 10) * 10) if len(scores) else 0.0
     hi = min(100.0, math.ceil((scores.max() + 2) / 10) * 10) if len(scores) else 100.0
@@ -718,26 +781,22 @@ def _svg_chart(events: pd.DataFrame, width: int = 860, height: int = 380) -> str
             best = em
             pts.append((x(tv), y(best)))
     if pts:
-        pts.append((x(t1), y(best)))
+        pts.append((x(float(t.max())), y(best)))
         parts.append('<polyline fill="none" stroke="#1f77b4" stroke-opacity="0.45" stroke-width="2" '
                      f'stroke-dasharray="5 3" points="{" ".join(f"{a:.1f},{b:.1f}" for a, b in pts)}"/>')
 
-    legend_y = top + 10
-    for col, label, colour, filled in _SERIES:
-        vals = events[col].astype(float)
-        if vals.isna().all():
-            continue
-        for (_, ev), val in zip(events.iterrows(), vals):
+    shown = [s for s in _SERIES if not events[s[0]].astype(float).isna().all()]
+    for col, label, colour, shape in reversed(shown):
+        for (_, ev), val in zip(events.iterrows(), events[col].astype(float)):
             if math.isnan(val):
                 continue
             tip = esc(f"{ev['name']} ({ev['kind']}{', replaced later' if _replaced_later(events, ev) else ''}) "
                       f"{label} {val:.2f} at {_fmt_time(float(ev['created']))}")
-            fill = colour if filled else "white"
-            parts.append(f'<circle cx="{x(float(ev["created"])):.1f}" cy="{y(val):.1f}" r="4.5" fill="{fill}" '
-                         f'stroke="{colour}" stroke-width="1.8"><title>{tip}</title></circle>')
+            parts.append(_marker(x(float(ev["created"])), y(val), colour, shape, tip))
+    legend_y = top + 10
+    for col, label, colour, shape in shown:
         lx = left + pw + 14
-        parts.append(f'<circle cx="{lx}" cy="{legend_y}" r="4.5" fill="{colour if filled else "white"}" '
-                     f'stroke="{colour}" stroke-width="1.8"/>')
+        parts.append(_marker(lx, legend_y, colour, shape))
         parts.append(f'<text x="{lx + 10}" y="{legend_y + 4}">{esc(label)}</text>')
         legend_y += 20
     if pts:
@@ -777,7 +836,8 @@ td:nth-child(2), td:nth-child(3), td:nth-child(4) {{ text-align: left; }}
 <h2>Scores over time</h2>
 {_svg_chart(events)}
 <p class="note">One marker per submission added (hover for its name); replaced versions stay in the history.
-Filled: dev / test EM; hollow: the simulated public and private halves of dev.</p>
+Dots: dev EM; squares: test EM (when the test answers are known); rings: EM on the simulated public and
+private halves of dev; dashed: the best dev EM so far.</p>
 <h2>Ranking</h2>
 {table_html}
 {note}
