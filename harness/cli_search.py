@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import click
 
-from harness.cli import _friendly, _model_path_option, _set_option, pass_ctx
+from harness.cli_common import friendly as _friendly
+from harness.cli_common import model_path_option as _model_path_option
+from harness.cli_common import pass_ctx
+from harness.cli_common import set_option as _set_option
 from harness.errors import HarnessError
 
 
@@ -21,7 +24,8 @@ def _parse_space(pairs) -> dict | None:
     out = {}
     for pair in pairs:
         if "=" not in pair:
-            raise HarnessError(f"--space expects KEY=SPEC, got '{pair}'", hint='e.g. --space \'lr=["log", 1e-5, 1e-4]\'')
+            raise HarnessError(f"--space expects KEY=SPEC, got '{pair}'",
+                               hint='e.g. --space \'lr=["log", 1e-5, 1e-4]\'')
         key, raw = pair.split("=", 1)
         try:
             out[key.strip()] = ast.literal_eval(raw.strip())
@@ -131,4 +135,4 @@ def refit(ctx, trial, study, storage, seeds, quiet):
                                    else str(r) for r in runs))
 
 
-commands: list = [search, trials, refit]
+commands = [search, trials, refit]

@@ -118,15 +118,18 @@ class _Pools:
         self.used: set[str] = set()
 
     def fresh(self, make) -> str:
+        """A value from ``make()`` that neither equals, contains nor is contained in a used one."""
         for _ in range(100):
             value = make()
-            if value not in self.used and not any(value in u or u in value for u in self._same_kind(value)):
+            if not self._clashes(value):
                 self.used.add(value)
                 return value
         raise RuntimeError("demo generator: entity pool exhausted")  # pragma: no cover
 
-    def _same_kind(self, value: str) -> list[str]:
-        return [u for u in sorted(self.used) if len(u) > 1 and len(value) > 1]
+    def _clashes(self, value: str) -> bool:
+        if value in self.used:
+            return True
+        return len(value) > 1 and any(len(u) > 1 and (value in u or u in value) for u in self.used)
 
     def person(self) -> str:
         r = self.rng
