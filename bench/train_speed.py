@@ -25,10 +25,21 @@ over ``Trainer.predict`` vs ``harness.train.predict_windows`` on all windows aft
 call. Model FLOP utilisation = 6 * N * tokens/s over a bf16 (fp32 on CPU) square-matmul throughput
 measured in the same run, N = non-embedding parameters (attention-score FLOPs not counted); the
 harness is credited with real tokens, the Trainer with the padded tokens it computes (and, in
-brackets, the real ones). Each shape ends with two lines, e.g.::
+brackets, the real ones).
+
+Training quality: ``loss_curve`` compares the per-step training losses (moving averages; a step's
+loss depends on its padded width, ~ln(width) at random init, so the harness curve is noisier and
+sits lower by construction) and ``loss_fixed`` the loss of both trained models on the same fixed
+windows, batched the same way, which is the fair "same training" check. ``predict_check`` is the
+largest logit difference between the two predictors on the same weights. On CUDA ``h2d_check``
+says whether a ``non_blocking`` copy of a pageable batch (what ``collate`` returns) waits for the
+GPU. Each shape ends with two lines, e.g.::
 
     train_speed: harness 123.4 win/s, trainer 61.2 win/s, ratio 2.02x (base, cuda)
     predict_speed: harness 812.0 win/s, trainer 262.3 win/s, ratio 3.10x (base, cuda)
+
+The harness side repeats the body of ``harness.train._train_once`` (same batching, collate,
+``to_device``, fused AdamW, autocast) with a clock around each step.
 """
 
 from __future__ import annotations
@@ -37,7 +48,6 @@ import argparse
 import contextlib
 import copy
 import json
-import math
 import os
 import sys
 import tempfile
@@ -49,6 +59,7 @@ SHARED = Path(os.environ.get("HARNESS_SHARED_DATA", ROOT.parent / "shared" / "da
 DRCD = SHARED / "drcd" / "DRCD_dev.json"
 VOCAB = SHARED / "vocab" / "bert-base-chinese-vocab.txt"
 VOCAB_SIZE = 21128
+FIXED_LOSS_WINDOWS = {"cuda": 256, "cpu": 64}  # the windows of the loss_fixed line
 
 SHAPES = {  # BertConfig keyword arguments (defaults = bert-base-chinese)
     "tiny": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512),
@@ -76,14 +87,12 @@ def parse_args(argv=None):
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                    help="torch.compile(dynamic=True) for the harness loop (auto: on for cuda, off for cpu)")
-    p.add_argument("--fused-cpu", action="store_true",
-                   help="harness: fused AdamW on cpu too (harness.train fuses only on cuda; Trainer fuses on both)")
-    p.add_argument("--pin-memory", action="store_true",
-                   help="harness: pin each collated batch before the non_blocking copy (harness.train does not)")
     p.add_argument("--repeats", type=int, default=1,
                    help="train each side this many times, alternating, and keep each side's fastest run "
                         "(steadier ratios on a shared CPU)")
     p.add_argument("--smooth", type=int, default=None, help="moving-average window of the loss curves")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's; --quick: 1, far steadier on a shared 2-core machine)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--synthetic", action="store_true", help="synthetic windows even when ../shared/data exists")
     p.add_argument("--json", type=Path, default=None, help="also write all figures and loss curves here")
@@ -97,6 +106,7 @@ def parse_args(argv=None):
         args.windows = args.windows or 200
         args.steps = args.steps or 4
         args.warmup_steps = 1 if args.warmup_steps is None else args.warmup_steps
+        args.threads = args.threads or 1
     args.max_length, args.stride = args.max_length or 384, args.stride or 128
     return args
 
@@ -264,14 +274,14 @@ def _eval_mode(model):
         model.train(was)
 
 
-def fixed_loss(model, windows, device: str, bf16: bool, n: int = 256, batch_size: int = 64) -> float:
+def fixed_loss(model, windows, device: str, bf16: bool, batch_size: int = 64) -> float:
     """Mean loss on the first ``n`` windows, batched the same way for every model (dynamic padding)."""
     import numpy as np
     import torch
 
     from harness.train import collate
 
-    rows_all = np.arange(min(n, len(windows)))
+    rows_all = np.arange(min(FIXED_LOSS_WINDOWS[device], len(windows)))
     total = 0.0
     with torch.no_grad(), _eval_mode(model):
         for s in range(0, len(rows_all), batch_size):
@@ -368,7 +378,7 @@ def harness_train(model, windows, args, device, use_compile):
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from harness.train import _model_inputs, collate, length_batches, make_accelerator, set_seed
+    from harness.train import collate, input_names, length_batches, make_accelerator, set_seed, to_device
 
     set_seed(args.seed)
     accelerator = make_accelerator({"mixed_precision": "auto"})
@@ -378,11 +388,10 @@ def harness_train(model, windows, args, device, use_compile):
          "weight_decay": args.weight_decay},
         {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
-    fused = accelerator.device.type == "cuda" or args.fused_cpu
-    optimizer = torch.optim.AdamW(groups, lr=args.lr, fused=fused or None)
+    optimizer = torch.optim.AdamW(groups, lr=args.lr, fused=True)
     scheduler = get_linear_schedule_with_warmup(optimizer, 0, args.steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    inner = model
+    inner, names = model, input_names(model)
     if use_compile:
         model = torch.compile(model, dynamic=True)
 
@@ -394,15 +403,10 @@ def harness_train(model, windows, args, device, use_compile):
     step = 0
     while step < args.steps:
         for rows in length_batches(windows.lengths, args.batch_size, True, rng):
-            batch = collate(windows, rows, True)
-            if args.pin_memory and accelerator.device.type == "cuda":
-                batch = {k: v.pin_memory() for k, v in batch.items()}
-            batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
+            batch = to_device(collate(windows, rows, True), names, accelerator.device)
             with accelerator.accumulate(model):
                 with accelerator.autocast():
-                    # train.py passes the (possibly compiled) model here; a compiled module's forward
-                    # signature is (*args, **kwargs), so the inner module is asked for the names
-                    loss = model(**_model_inputs(inner, batch)).loss
+                    loss = model(**batch).loss
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), 1.0)
@@ -424,7 +428,7 @@ def harness_train(model, windows, args, device, use_compile):
         "real_tok_s": sum(real_tokens[w:]) / clock.timed_seconds(),
         "warmup_s": clock.warmup_seconds(), "total_s": total,
         "loss": [float(x) for x in torch.stack(losses).float().cpu()],
-        "optimizer": f"torch AdamW ({'fused' if fused else 'default, not fused'})",
+        "optimizer": "torch AdamW (fused)",
         "precision": accelerator.mixed_precision,
         "fixed_loss": fixed_loss(accelerator.unwrap_model(inner), windows, device,
                                  accelerator.mixed_precision == "bf16"),
@@ -499,7 +503,8 @@ def h2d_check(batch_size: int, width: int) -> str:
     verdict = ("waits for the GPU: one host sync per tensor per batch" if took["pageable"] > 0.5 * queued
                else "does not wait for the GPU")
     return (f"h2d_check: non_blocking copy of a pageable {sizes} behind {queued * 1e3:.0f} ms of queued GPU work "
-            f"returned after {took['pageable'] * 1e3:.1f} ms (pinned: {took['pinned'] * 1e3:.2f} ms): pageable {verdict}")
+            f"returned after {took['pageable'] * 1e3:.1f} ms (pinned: {took['pinned'] * 1e3:.2f} ms): "
+            f"pageable {verdict}")
 
 
 # ---- host-side costs per batch ----------------------------------------------------------------
@@ -510,7 +515,7 @@ def host_costs(model, windows, args) -> dict:
     import torch
     from transformers import default_data_collator
 
-    from harness.train import _model_inputs, collate, length_batches
+    from harness.train import collate, input_names, length_batches, to_device
 
     rng = np.random.default_rng(args.seed)
     batches = length_batches(windows.lengths, args.batch_size, True, rng)[:20]
@@ -518,8 +523,9 @@ def host_costs(model, windows, args) -> dict:
     made = [collate(windows, rows, True) for rows in batches]
     collate_ms = (time.perf_counter() - t0) / len(batches) * 1e3
     t0 = time.perf_counter()
+    names = input_names(model)
     for b in made:
-        _model_inputs(model, b)
+        to_device(b, names, torch.device("cpu"))
     inputs_ms = (time.perf_counter() - t0) / len(made) * 1e3
     t0 = time.perf_counter()
     rng2 = np.random.default_rng(args.seed)
@@ -594,7 +600,7 @@ def run_shape(name, windows, args, device, peak) -> dict:
         print(f"#   harness train: {ha['win_s']:.1f} win/s, {ha['win_per_cpu_s']:.2f} win per CPU-second "
               f"({ha['warmup_s']:.1f} s to step {args.warmup_steps}{' incl. compile' if use_compile else ''}, "
               f"{ha['total_s']:.1f} s in all; {ha['optimizer']}, {ha['precision']}"
-              f"{', pinned batches' if args.pin_memory else ''})", flush=True)
+              f"{', pinned batches' if device == 'cuda' else ''})", flush=True)
         tr_runs.append(tr)
         ha_runs.append(ha)
     tr = max(tr_runs, key=lambda r: r["win_s"])
@@ -621,7 +627,7 @@ def run_shape(name, windows, args, device, peak) -> dict:
     flops_h = 6 * n_body * ha["real_tok_s"]
     flops_t = 6 * n_body * tr["padded_tok_s"]
     flops_t_real = 6 * n_body * tr["real_tok_s"]
-    print(f"host_costs (ms/batch): harness collate {costs['harness_collate_ms']:.2f} + _model_inputs "
+    print(f"host_costs (ms/batch): harness collate {costs['harness_collate_ms']:.2f} + to_device "
           f"{costs['harness_model_inputs_ms']:.3f} (length_batches {costs['harness_length_batches_epoch_ms']:.1f} "
           f"per epoch); trainer dataset fetch + default_data_collator {costs['trainer_fetch_collate_ms']:.2f}")
     print(f"tokens: harness {ha['real_tok_s']:.0f} real tok/s; trainer {tr['padded_tok_s']:.0f} padded tok/s "
@@ -635,8 +641,9 @@ def run_shape(name, windows, args, device, peak) -> dict:
           f"first->last smoothed harness {hs[0]:.3f}->{hs[-1]:.3f}, trainer {ts[0]:.3f}->{ts[-1]:.3f} "
           f"(a step's loss depends on its padded width: about ln(width) at random init, and the trainer's "
           f"width is always {args.max_length}; see loss_fixed)")
-    print(f"loss_fixed: loss on the first {min(256, len(windows))} windows, same batching for both models: "
-          f"initial {loss0:.4f}, after {args.steps} steps harness {ha['fixed_loss']:.4f}, trainer {tr['fixed_loss']:.4f}")
+    print(f"loss_fixed: loss on the first {min(FIXED_LOSS_WINDOWS[device], len(windows))} windows, same batching "
+          f"for both models: initial {loss0:.4f}, after {args.steps} steps harness {ha['fixed_loss']:.4f}, "
+          f"trainer {tr['fixed_loss']:.4f}")
     print(f"predict_check: max |logit difference| on real tokens {logit_diff:.4g} "
           f"(same weights; {'bf16 noise expected' if bf16 else 'fp32'})")
     print(f"train_speed: harness {ha['win_s']:.1f} win/s, trainer {tr['win_s']:.1f} win/s, "
@@ -646,7 +653,8 @@ def run_shape(name, windows, args, device, peak) -> dict:
     return {"shape": name, "device": device, "n_params": n_params, "n_non_embedding": n_body, "bf16": bf16,
             "compile": use_compile, "host_costs": costs, "trainer_train": tr, "harness_train": ha,
             "trainer_predict": tp, "harness_predict": hp, "predict_max_logit_diff": logit_diff,
-            "loss_smoothing": k, "loss_mad": mad, "fixed_loss_initial": loss0, "peak_flops": peak[0], "peak_kind": peak[1],
+            "loss_smoothing": k, "loss_mad": mad, "fixed_loss_initial": loss0,
+            "peak_flops": peak[0], "peak_kind": peak[1],
             "mfu_harness_real": flops_h / peak[0], "mfu_trainer_padded": flops_t / peak[0],
             "mfu_trainer_real": flops_t_real / peak[0]}
 
@@ -661,6 +669,8 @@ def main(argv=None) -> None:
     from harness.models import quiet_transformers
 
     quiet_transformers()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         sys.exit("train_speed: --device cuda but no CUDA device is visible")

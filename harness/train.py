@@ -12,7 +12,7 @@ A run directory holds everything one training produced::
 
 Speed matters (search multiplies it): windows are grouped by length into batches padded only to
 the longest window of the batch (rounded up to a multiple of 8), mixed precision is bf16 where
-the GPU supports it, AdamW is fused on CUDA, and the loop never synchronises with the host
+the GPU supports it, AdamW is fused, batches are pinned on CUDA, and the loop never synchronises with the host
 except to log the loss every ``log_every`` steps.
 """
 
@@ -98,12 +98,22 @@ def make_accelerator(params: dict):
                        gradient_accumulation_steps=int(params.get("grad_accum", 1)))
 
 
-def _model_inputs(model, batch):
-    """Drop inputs the model's forward does not take (e.g. token_type_ids for DistilBERT)."""
+def input_names(model) -> frozenset[str]:
+    """The inputs a model's forward takes (e.g. no token_type_ids for DistilBERT).
+
+    Read from the plain model: a ``torch.compile``d module's forward is ``(*args, **kwargs)``.
+    """
     import inspect
 
-    names = set(inspect.signature(model.forward).parameters)
-    return {k: v for k, v in batch.items() if k in names}
+    model = getattr(model, "_orig_mod", model)
+    return frozenset(inspect.signature(model.forward).parameters)
+
+
+def to_device(batch: dict, names: frozenset[str], device) -> dict:
+    """Keep the inputs the model takes and move them (pinned, so asynchronously, on CUDA)."""
+    if device.type == "cuda":
+        return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items() if k in names}
+    return {k: v.to(device) for k, v in batch.items() if k in names}
 
 
 # ---- prediction -----------------------------------------------------------------------------
@@ -116,15 +126,16 @@ def predict_windows(model, windows: Windows, batch_size: int = 64, accelerator=N
 
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
     model.eval()
+    names = input_names(model)
     n, width = windows.input_ids.shape
     start = np.full((n, width), -1e4, dtype=np.float32)
     end = np.full((n, width), -1e4, dtype=np.float32)
     pending = []
     for rows in tqdm(length_batches(windows.lengths, batch_size, False, None), desc="predict", leave=False,
                      disable=not progress, mininterval=1.0):
-        batch = {k: v.to(device, non_blocking=True) for k, v in collate(windows, rows, False).items()}
+        batch = to_device(collate(windows, rows, False), names, device)
         with (accelerator.autocast() if accelerator is not None else torch.autocast(device.type, enabled=False)):
-            out = model(**_model_inputs(model, batch))
+            out = model(**batch)
         pending.append((rows, out.start_logits.float(), out.end_logits.float()))
         if len(pending) >= 16:  # copy back in groups: fewer host syncs
             _flush(pending, start, end)
@@ -243,11 +254,11 @@ def _train_once(recipe, params, train_examples, run_dir, dev_examples, lang, on_
          "weight_decay": float(params["weight_decay"])},
         {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
-    fused = accelerator.device.type == "cuda"
-    optimizer = torch.optim.AdamW(groups, lr=float(params["lr"]), fused=fused or None)
+    optimizer = torch.optim.AdamW(groups, lr=float(params["lr"]), fused=True)  # fused on CPU too (torch >= 2.4)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(float(params["warmup_ratio"]) * total_steps),
                                                 total_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    names = input_names(accelerator.unwrap_model(model)) | {"start_positions", "end_positions"}
     if params.get("compile") is True:
         model = torch.compile(model, dynamic=True)
 
@@ -265,11 +276,10 @@ def _train_once(recipe, params, train_examples, run_dir, dev_examples, lang, on_
             bar = tqdm(batches, desc=f"epoch {epoch}/{params['epochs']}", disable=not progress, leave=False,
                        mininterval=1.0)
             for i, rows in enumerate(bar):
-                batch = {k: v.to(accelerator.device, non_blocking=True)
-                         for k, v in collate(train_w, rows, True).items()}
+                batch = to_device(collate(train_w, rows, True), names, accelerator.device)
                 with accelerator.accumulate(model):
                     with accelerator.autocast():
-                        loss = model(**_model_inputs(model, batch)).loss
+                        loss = model(**batch).loss
                     accelerator.backward(loss)
                     if accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(model.parameters(), float(params["max_grad_norm"]))

@@ -34,6 +34,8 @@ DEMO_VERSION = 1
 MANIFEST = "demo_manifest.json"
 SPLIT_FILES = {"train": "train.json", "dev": "dev.json", "test": "test.json", "test_gold": "test_gold.json"}
 PARAGRAPH_CHARS = (150, 400)
+REPEAT_P = 0.5  # chance that a paragraph repeats one relation for a second person
+EXTRA_P = {"O": 0.7, "C": 0.4}  # chance of a company / town fact after the first sentence naming one
 
 # ---- word pools (traditional characters) ------------------------------------------------------
 
@@ -53,9 +55,12 @@ BOOK_A = ["海上", "山中", "遠方", "夜晚", "夏天", "冬日", "城市", 
 BOOK_B = ["星光", "故事", "燈塔", "花園", "歌聲", "秘密", "旅人", "信件", "夢想", "風景", "火車", "小屋"]
 DIRECTIONS = ["東部", "西部", "南部", "北部", "中部"]
 FILLERS = [
-    "這件事在當時引起了不少討論。", "許多人至今仍記得那段日子。", "當地居民大多十分熱情。",
-    "那一年的夏天特別炎熱。", "這段經歷後來被寫進了地方誌。", "附近的山區每到秋天都會變得一片金黃。",
-    "每逢週末，街上總是擠滿了遊客。", "這裡的冬天很少下雪。",
+    "這件事在當時引起了不少討論，許多報紙都曾經報導過。", "許多人至今仍記得那段日子，也常常在聚會時提起。",
+    "當地居民大多十分熱情，對外地來的訪客總是格外照顧。", "那一年的夏天特別炎熱，河邊每天都擠滿了戲水的孩子。",
+    "這段經歷後來被寫進了地方誌，成為鎮上老人津津樂道的故事。", "附近的山區每到秋天都會變得一片金黃。",
+    "每逢週末，街上總是擠滿了遊客和攤販。", "這裡的冬天很少下雪，但清晨常常起霧。",
+    "老街上的廟宇已有很長的歷史，香火一直十分興旺。", "鎮上的圖書館每天晚上都開放到很晚。",
+    "雨季來臨時，山路常常因為落石而封閉。", "傳統市場裡販賣著各式各樣的蔬菜和水果。",
 ]
 
 
@@ -195,27 +200,49 @@ def _slots(template: str) -> list[str]:
     return out
 
 
-def _person_block(rng: random.Random, pools: _Pools, person: str) -> list[_Sentence]:
-    """2-3 facts about one person, plus facts about the company/town they mention."""
-    out = []
-    for fact in rng.sample(PERSON_FACTS, rng.choice((2, 2, 3))):
-        sent = _fill_fact(fact, pools, {"P": person})
-        out.append(sent)
-        if "O" in sent.values and rng.random() < 0.6:
-            out.append(_fill_fact(ORG_FACTS[0], pools, {"O": sent.values["O"]}))
-        elif "C" in sent.values and rng.random() < 0.3:
-            out.append(_fill_fact(PLACE_FACTS[0], pools, {"C": sent.values["C"]}))
+def _plan(rng: random.Random) -> tuple[int, list[tuple[int, Fact]]]:
+    """(person index, fact) pairs for 2-3 people.
+
+    Relations are distinct within the paragraph, so most questions are answered by finding their
+    relation (among same-type distractors: every person fact has a year, place, name or count);
+    with probability ``REPEAT_P`` one relation is repeated for another person, and only the name
+    tells the two apart.
+    """
+    n_people = rng.choice((2, 2, 3))
+    facts = rng.sample(PERSON_FACTS, rng.randint(n_people + 1, len(PERSON_FACTS)))
+    owners = [i % n_people for i in range(len(facts))]
+    rng.shuffle(owners)
+    plan = list(zip(owners, facts))
+    if rng.random() < REPEAT_P:
+        owner, fact = rng.choice(plan)
+        plan.append(((owner + 1) % n_people, fact))
+    return n_people, plan
+
+
+def _sentences(rng: random.Random, pools: _Pools) -> list[_Sentence | str]:
+    """Person blocks in order, at most one company and one town fact, 0-3 filler sentences."""
+    n_people, plan = _plan(rng)
+    people = [pools.person() for _ in range(n_people)]
+    out: list[_Sentence | str] = []
+    extras = {"O": ORG_FACTS[0], "C": PLACE_FACTS[0]}
+    for who in range(n_people):
+        for owner, fact in plan:
+            if owner != who:
+                continue
+            sent = _fill_fact(fact, pools, {"P": people[who]})
+            out.append(sent)
+            for slot in [k for k in extras if k in sent.values]:
+                if rng.random() < EXTRA_P[slot]:
+                    out.append(_fill_fact(extras.pop(slot), pools, {slot: sent.values[slot]}))
+                    break
+    for _ in range(rng.choice((0, 1, 1, 2, 3))):
+        out.insert(rng.randrange(len(out) + 1), rng.choice(FILLERS))
     return out
 
 
 def _paragraph(rng: random.Random) -> tuple[str, list[_Sentence], list[int]] | None:
-    """One paragraph: sentences for 2-4 people (block order random), maybe a filler sentence."""
-    pools = _Pools(rng)
-    sentences: list[_Sentence | str] = []
-    for _ in range(rng.choice((2, 2, 3, 3, 4))):
-        sentences.extend(_person_block(rng, pools, pools.person()))
-    if rng.random() < 0.5:
-        sentences.insert(rng.randrange(len(sentences) + 1), rng.choice(FILLERS))
+    """One paragraph (text, fact sentences, their offsets), or None when its length is off."""
+    sentences = _sentences(rng, _Pools(rng))
     starts, pos = [], 0
     for s in sentences:
         starts.append(pos)
