@@ -64,7 +64,8 @@ def _require(obj: Any, keys: tuple[str, ...], where: str, path) -> None:
     missing = [k for k in keys if k not in obj]
     if missing:
         raise DataError(f"{path}: {where} lacks {', '.join(map(repr, missing))} "
-                        f"(has {sorted(obj)})", hint=_LAYOUT_HINT)
+                        f"(has {sorted(obj)})", hint=f"each {where.rsplit(' #', 1)[0].split()[-1]} needs "
+                                                     f"{', '.join(keys)}; is the layout right? ({_LAYOUT_HINT})")
 
 
 class _ContextGroups:
@@ -341,7 +342,8 @@ def read_hf(name: str, split: str, config: str | None = None, cache_dir: str | N
 def _hf_offline_hint(name: str) -> str:
     return (f"download it once with network access (python -c \"import datasets; "
             f"datasets.load_dataset('{name}')\"), or set HF_HOME / HF_DATASETS_CACHE to a cache that "
-            f"already has it, or export it to JSON and read that with --layout squad")
+            f"already has it, or export it where it is available (dataset.to_json('{name.split('/')[-1]}.jsonl'), "
+            f"read with --layout jsonl) or as SQuAD JSON (--layout squad)")
 
 
 def _load_hf(name: str, split: str, config: str | None, cache_dir: str | None):
