@@ -1,25 +1,31 @@
 """The built-in ``demo`` competition: synthetic traditional-Chinese reading comprehension.
 
-Paragraphs are a handful of template sentences about fictional people, companies, schools and
-towns (years, places, counts, names, book titles...), several people per paragraph, so every
-question has distractors of its own answer type nearby::
+Paragraphs are 6-13 template sentences (150-400 characters, median ~210) about 2-3 fictional
+people and the companies, schools and towns they mention, plus neutral filler sentences::
 
-    林嘉偉於1987年出生於青松鎮，從小就喜歡下棋。林嘉偉在2011年創立了晨曦書店，總部設在白沙港。
-    晨曦書店目前共有320名員工，去年營收約4810萬元。...
+    潘麗於2003年出生於南月城，從小就喜歡游泳。每逢週末，街上總是擠滿了遊客和攤販。南月城位於本島
+    北部，人口約為59181人，以盛產竹筍聞名。...潘麗在1924年獲得了金星獎，當時潘麗才66歲。...
 
-    林嘉偉在哪一年創立了晨曦書店？ -> 2011
-    晨曦書店是由誰創立的？ -> 林嘉偉
+    潘麗在哪一年獲得了金星獎？ -> 1924        南月城大約有多少人口？ -> 59181
 
-A question repeats most words of its sentence with the asked slot replaced by a question word,
-so a tiny randomly initialised BERT with a character tokenizer learns it in about a minute of
-CPU, while sentence order, paragraph length (150-400 characters, so several 128-token windows)
-and same-type distractors keep fixed positions and "first year in the text" far from the answer.
+A question repeats the words of its sentence with the asked slot replaced by a question word.
+Relations are distinct within a paragraph except that half the paragraphs repeat one relation for
+a second person (then only the name tells them apart); every paragraph carries several answers
+of the same type (years, places, counts, names), answers sit anywhere in the paragraph, and
+every paragraph needs several 128-token windows, so neither a fixed position nor "the first
+number" works (about 3% EM).
+
+Measured learnability (2-layer hidden-128 BERT from scratch, character tokens, 128-token
+windows containing the answer, lr 3e-3, batch 32, ~0.27 s a step on 2 idle CPU cores): dev EM
+about 6% after 300 steps, 19% after 700, a plateau near 23% after 1,000-1,500 steps with the
+default 1,500 training questions (it then overfits), 32% with ``n_train=6000``. The data cannot
+make a minute (~220 steps) enough; a run that should show learning needs ~1,000 steps.
 
 Files are in the HW7 layout (integer ids, inclusive ``answer_end``): ``train.json``,
 ``dev.json``, ``test.json`` (answers null, as in the real test file) and ``test_gold.json`` (the
 test answers, for a local private board). Paragraphs never repeat across splits. Output is
-byte-identical for a seed; ``demo_manifest.json`` records seed, sizes and version so that
-:func:`generate_demo` skips work when the files are already there.
+byte-identical for a seed (no set or hash ordering); ``demo_manifest.json`` records seed, sizes,
+version and file hashes so that :func:`generate_demo` skips work when the files are already there.
 """
 
 from __future__ import annotations
