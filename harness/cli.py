@@ -135,8 +135,7 @@ def submit(ctx, run, runs, name, weights, fit, agg, space, split):
         w = [float(x) for x in weights.split(",")] if weights else None
     except ValueError:
         raise HarnessError(f"--weights must be numbers, got '{weights}'") from None
-    out = do_submit(ctx.competition, ctx.workspace, members, name, split, weights=w, fit=fit, agg=agg, space=space,
-                    echo=click.echo)
+    out = do_submit(ctx.competition, ctx.workspace, members, name, split, weights=w, fit=fit, agg=agg, space=space)
     val = out["sidecar"]["validation"]
     if val:
         click.echo(f"{val['kind']} EM {val['em']:.2f} F1 {val['f1']:.2f} on {val['n']} questions "

@@ -32,7 +32,6 @@ def train_run(comp: Competition, ws: Workspace, recipe_name: str, overrides: dic
 
     recipe = with_checkpoint(get_recipe(recipe_name, ws.root), model_path)
     params = run_params(recipe, comp, overrides)
-    params["metric"] = comp.metric
     train = comp.examples("train")
     dev = comp.examples("dev") if use_dev and comp.path("dev") else None
     run_dir = ws.new_run_dir(name, recipe.name)
@@ -75,7 +74,7 @@ def _labelled(comp: Competition, ids: Sequence[str]) -> list:
 
 def submit(comp: Competition, ws: Workspace, runs: Sequence[str], name: str | None = None, split: str = "test",
            weights: Sequence[float] | None = None, fit: str | None = None, agg: str = "max",
-           space: str = "logprob", progress: bool = True, echo=print) -> dict:
+           space: str = "logprob", progress: bool = True) -> dict:
     """Ensemble one or more runs into ``submissions/NAME.csv`` (+ sidecar JSON) and ``result.csv``.
 
     One run goes through the same path (an ensemble of one is decoded exactly like the single
@@ -164,7 +163,7 @@ def run_demo(ws: Workspace, recipe: str = "tiny", overrides: dict | None = None,
     echo(f"demo competition: {len(comp.examples('train'))} train / {len(comp.examples('dev'))} dev / "
          f"{len(comp.examples('test'))} test questions in {data_dir}")
     result = train_run(comp, ws, recipe, overrides, name=None, progress=progress)
-    out = submit(comp, ws, [str(result.run_dir)], name=f"demo-{recipe}", progress=progress, echo=echo)
+    out = submit(comp, ws, [str(result.run_dir)], name=f"demo-{recipe}", progress=progress)
     report = score_file(out["csv"], read_examples(comp.path("test_gold"), layout="hw7"),
                         id_column=comp.id_column, answer_column=comp.answer_column)
     return {"run": result.run_dir, "dev_em": result.best.get("em", 0.0), "dev_f1": result.best.get("f1", 0.0),
