@@ -92,3 +92,54 @@ def load_logits(path: str | Path) -> LogitSet:
             cls_index=z["cls_index"], example_ids=[str(x) for x in z["example_ids"]],
         )
         return LogitSet(windows, z["start_logits"], z["end_logits"], meta)
+
+
+# ---- classification: one row of class logits per example ---------------------------------------
+
+CLASS_FORMAT = "harness.class-logits"
+CLASS_VERSION = 1
+
+
+@dataclass
+class ClassLogits:
+    """Per-example logits of a sequence classifier: ``logits`` float32 [n, C] (C = 1 for
+    regression, where the single column is the predicted value), rows in ``example_ids`` order,
+    columns in ``labels`` order (``labels`` is None for regression)."""
+
+    example_ids: list[str]
+    logits: np.ndarray
+    labels: list[str] | None
+    meta: dict
+
+    def subset(self, ids) -> ClassLogits:
+        """The rows of ``ids`` in that order (a HarnessError names ids the set lacks)."""
+        pos = {q: i for i, q in enumerate(self.example_ids)}
+        missing = [q for q in ids if q not in pos]
+        if missing:
+            from harness.errors import HarnessError
+
+            raise HarnessError(f"logits have no row for {len(missing)} example(s), e.g. {missing[:3]}",
+                               hint="predict the split again: the data changed since these logits were saved")
+        return ClassLogits(list(ids), self.logits[[pos[q] for q in ids]], self.labels, self.meta)
+
+
+def save_class_logits(path: str | Path, logits: ClassLogits, meta: dict | None = None) -> Path:
+    meta = {"format": CLASS_FORMAT, "version": CLASS_VERSION, **logits.meta, **(meta or {}),
+            "labels": logits.labels}
+    arrays = {"logits": np.asarray(logits.logits, dtype=np.float32),
+              "example_ids": np.asarray(logits.example_ids, dtype=str), "meta": np.asarray(json.dumps(meta))}
+    return atomic_write_bytes(Path(path), lambda f: np.savez_compressed(f, **arrays))
+
+
+def load_class_logits(path: str | Path) -> ClassLogits:
+    from harness.errors import HarnessError
+
+    path = Path(path)
+    if not path.exists():
+        raise HarnessError(f"no logits at {path}", hint="run `harness predict --run RUN --data SPLIT` first")
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        if meta.get("format") != CLASS_FORMAT or meta.get("version", 0) > CLASS_VERSION:
+            raise HarnessError(f"{path}: not a classification logits file this harness reads "
+                               f"(format {meta.get('format')} v{meta.get('version')})")
+        return ClassLogits([str(x) for x in z["example_ids"]], z["logits"], meta.get("labels"), meta)

@@ -21,7 +21,7 @@ _set_option, _model_path_option = set_option, model_path_option
 @click.version_option(package_name="harness")
 @click.pass_context
 def main(ctx, competition, workspace):
-    """Fine-tune transformers for extractive QA competitions: search, ensemble, submit.
+    """Fine-tune transformers for QA and text-classification competitions: search, ensemble, submit.
 
     \b
     Typical session:
@@ -40,27 +40,49 @@ def main(ctx, competition, workspace):
 @click.option("--dev", help="dev file with answers (scored locally)")
 @click.option("--test", help="test file to predict for submission")
 @click.option("--test-gold", help="the test answers, if you have them (a local private board)")
+@click.option("--task", type=click.Choice(["qa", "classification"]), default="qa", show_default=True,
+              help="extractive QA, or text classification / regression")
 @click.option("--layout", type=click.Choice(["hw7", "squad", "csv", "jsonl", "hf"]),
               help="file layout (default: detected from the train file)")
 @click.option("--lang", type=click.Choice(["zh", "en"]), default="zh", show_default=True)
-@click.option("--metric", type=click.Choice(["em", "f1"]), default="em", show_default=True,
-              help="what the competition ranks by")
-@click.option("--id-column", default="ID", show_default=True)
-@click.option("--answer-column", default="Answer", show_default=True)
+@click.option("--metric", help="what the competition ranks by: em/f1 (QA, default em); accuracy/f1/macro_f1/mcc or "
+              "pearson/spearman/combined (classification, default accuracy)")
+@click.option("--id-column", help="submission id column (default: ID for QA, id for classification)")
+@click.option("--answer-column", help="submission answer/label column (default: Answer for QA, label for "
+              "classification)")
 @click.option("--strip-commas", is_flag=True, help="remove commas from answers in the CSV (as HW7's sample did)")
+@click.option("--text-column", help="classification: the text column of the data (default: text)")
+@click.option("--text-pair-column", help="classification: the second sentence's column (pair tasks)")
+@click.option("--label-column", help="classification: the label column (default: label)")
+@click.option("--input-id-column", help="classification: the data's id column (default: id; row numbers if absent)")
+@click.option("--group-column", help="classification: rows sharing a group stay in one fold")
+@click.option("--columns", help="classification: column names of a header-less file, comma-separated")
+@click.option("--regression", is_flag=True, default=None, help="classification: numeric labels (e.g. STS-B)")
+@click.option("--hf-config", help="the Hugging Face dataset config with --layout hf (e.g. sst2 for glue)")
 @pass_ctx
 @_friendly
-def init(ctx, name, train, dev, test, test_gold, layout, lang, metric, id_column, answer_column, strip_commas):
+def init(ctx, name, train, dev, test, test_gold, task, layout, lang, metric, id_column, answer_column, strip_commas,
+         text_column, text_pair_column, label_column, input_id_column, group_column, columns, regression, hf_config):
     """Declare a competition in ./competition.toml (or the --workspace folder)."""
     from harness.competition import init_competition
 
-    comp = init_competition(name, ctx.workspace.root, train, dev, test, test_gold, layout, lang, metric,
-                            id_column=id_column, answer_column=answer_column, strip_commas=strip_commas)
+    options = {"text_column": text_column, "text_pair_column": text_pair_column, "label_column": label_column,
+               "id_column": input_id_column, "group_column": group_column, "columns": columns,
+               "regression": regression, "config": hf_config}
+    options = {k: v for k, v in options.items() if v is not None}
+    if options and task != "classification":
+        if set(options) - {"config"}:
+            raise HarnessError(f"--{sorted(set(options) - {'config'})[0].replace('_', '-')} is a classification "
+                               "option", hint="pass --task classification")
+    comp = init_competition(name, ctx.workspace.root, train, dev, test, test_gold, layout, lang, metric, task=task,
+                            options=options, id_column=id_column, answer_column=answer_column,
+                            strip_commas=strip_commas)
     counts = []
     for split in ("train", "dev", "test"):
         if comp.path(split):
             counts.append(f"{split} {len(comp.examples(split))}")
-    click.echo(f"competition '{name}' ({comp.layout}, {comp.lang}, metric {comp.metric}): {', '.join(counts)}")
+    click.echo(f"competition '{name}' ({comp.task}, {comp.layout}, {comp.lang}, metric {comp.metric}): "
+               f"{', '.join(counts)}")
     click.echo(f"wrote {comp.root / 'competition.toml'}")
 
 
@@ -90,8 +112,7 @@ def train(ctx, recipe, overrides, model_path, name, no_dev):
 
     result = train_run(ctx.competition, ctx.workspace, recipe, parse_overrides(overrides), model_path, name,
                        use_dev=not no_dev)
-    best = result.best
-    figures = f"dev EM {best['em']:.2f} F1 {best['f1']:.2f} (epoch {result.best_epoch})" if best else "no dev"
+    figures = f"dev {_scores(result.best)} (epoch {result.best_epoch})" if result.best else "no dev"
     click.echo(f"run {result.run_dir.name}: {figures} -> {result.run_dir}")
 
 
@@ -138,7 +159,8 @@ def submit(ctx, run, runs, name, weights, fit, agg, space, split):
     out = do_submit(ctx.competition, ctx.workspace, members, name, split, weights=w, fit=fit, agg=agg, space=space)
     val = out["sidecar"]["validation"]
     if val:
-        click.echo(f"{val['kind']} EM {val['em']:.2f} F1 {val['f1']:.2f} on {val['n']} questions "
+        shown = {k: v for k, v in val.items() if k not in ("kind", "n")}
+        click.echo(f"{val['kind']} {_scores(shown)} on {val['n']} examples "
                    f"(weights {', '.join(f'{x:.2f}' for x in out['sidecar']['weights'])})")
     click.echo(f"wrote {out['csv']} ({out['n']} answers) and {out['result']}")
 
@@ -163,18 +185,32 @@ def score(pred, gold, layout, id_column, answer_column):
 @click.option("--recipe", "-r", default="tiny", show_default=True)
 @_set_option
 @click.option("--seed", default=0, show_default=True, help="seed of the generated data")
+@click.option("--task", type=click.Choice(["qa", "classification"]), default="qa", show_default=True,
+              help="the QA demo (Chinese reading comprehension) or the classification one (3-class reviews)")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 @pass_ctx
 @_friendly
-def demo(ctx, recipe, overrides, seed, quiet):
+def demo(ctx, recipe, overrides, seed, task, quiet):
     """The whole job offline: generate the demo competition, train, predict, submit, score."""
-    from harness.pipeline import run_demo
+    from harness.pipeline import run_classification_demo, run_demo
     from harness.recipes import parse_overrides
 
     t0 = time.time()
+    if task == "classification":
+        out = run_classification_demo(ctx.workspace, recipe, parse_overrides(overrides), seed, progress=not quiet,
+                                      echo=click.echo)
+        test = f"; test {_scores(out['test'])}" if out["test"] else ""
+        click.echo(f"demo done in {time.time() - t0:.0f} s: dev {_scores(out['dev'])}{test}; wrote {out['result']}")
+        return
     out = run_demo(ctx.workspace, recipe, parse_overrides(overrides), seed, progress=not quiet, echo=click.echo)
     click.echo(f"demo done in {time.time() - t0:.0f} s: dev EM {out['dev_em']:.2f} F1 {out['dev_f1']:.2f}; "
                f"test EM {out['test_em']:.2f} F1 {out['test_f1']:.2f}; wrote {out['result']}")
+
+
+def _scores(scores: dict) -> str:
+    """``{"em": 12.3, "f1": 45.6}`` -> "EM 12.30 F1 45.60"."""
+    names = {"accuracy": "accuracy", "macro_f1": "macro-F1", "combined": "combined"}
+    return " ".join(f"{names.get(k, k.upper())} {v:.2f}" for k, v in scores.items())
 
 
 # Commands that live beside their feature (search, leaderboard) register themselves here.

@@ -1,7 +1,8 @@
 """Click commands defined beside their feature; harness.cli registers ``commands``.
 
 ``harness leaderboard`` (the local leaderboard): print the ranked board, ``compare A B``,
-``export [--out DIR]``. It needs only the workspace, not a competition.toml.
+``export [--out DIR]``. It needs only the workspace, not a competition.toml. A board ranks by its
+task's metrics (QA: EM, F1; classification e.g. MCC, accuracy; regression Pearson, Spearman).
 """
 
 from __future__ import annotations
@@ -20,41 +21,55 @@ def _board(ctx):
     return Leaderboard.for_workspace(ctx.workspace)
 
 
-def _default_metric(ctx) -> str:
-    """The competition's metric when a competition.toml is around, else EM."""
+def _by(ctx, board, by: str | None) -> str:
+    """``--by`` checked against the board's metrics; by default the competition's metric when it is
+    one of them (a competition.toml is around), else the board's primary metric."""
+    from harness.errors import HarnessError
+
+    metrics = board.metrics
+    if by:
+        if by.lower() not in metrics:
+            raise HarnessError(f"unknown metric '{by}' for this {board.scheme.describe()} leaderboard",
+                               hint=f"--by one of: {', '.join(metrics)}")
+        return by.lower()
     try:
-        metric = ctx.competition.metric
+        metric = str(ctx.competition.metric).lower()
     except Exception:  # no (valid) competition here: the board does not need one
-        return "em"
-    return metric if metric in ("em", "f1") else "em"
+        return metrics[0]
+    return metric if metric in metrics else metrics[0]
+
+
+_BY_HELP = ("rank by this metric of the board (QA: em or f1; classification e.g. mcc, accuracy, f1, macro_f1; "
+            "regression: pearson, spearman, combined), ties broken by its other metrics "
+            "(default: the competition's metric, else the board's primary)")
 
 
 @click.group(invoke_without_command=True)
-@click.option("--by", type=click.Choice(["em", "f1"]), help="rank by EM then F1, or F1 then EM "
-              "(default: the competition's metric, else em)")
+@click.option("--by", metavar="METRIC", help=_BY_HELP)
 @click.option("--split", type=click.Choice(["dev", "test"]), default="dev", show_default=True,
               help="rank on dev, or on test when the test answers are known (a local private board)")
 @pass_ctx
 @click.pass_context
 @_friendly
 def leaderboard(click_ctx, ctx, by, split):
-    """The local leaderboard: ranked entries with 95% intervals and public/private dev EM.
+    """The local leaderboard: ranked entries with 95% intervals and public/private dev scores.
 
     \b
     Columns: rank and its change since the newest entry was added, members (runs),
-    dev EM/F1, the bootstrap 95% interval of the ranking metric, EM on the public and
-    private halves of dev (a simulated Kaggle split), test EM/F1 when known.
+    the board's dev metrics (QA: EM/F1; e.g. MCC/Acc for CoLA), the bootstrap 95%
+    interval of the ranking metric, the primary metric on the public and private
+    halves of dev (a simulated Kaggle split), test metrics when known.
     """
     if click_ctx.invoked_subcommand is not None:
         click_ctx.meta["board_by"] = by
         return
-    from harness.leaderboard import display_table
+    from harness.leaderboard import display_table, metric_label
 
     board = _board(ctx)
-    by = by or _default_metric(ctx)
-    df = board.entries(by=by, split=split)
-    if df.empty:
-        total = len(board)
+    total = len(board)
+    by = _by(ctx, board, by) if total else None
+    df = board.entries(by=by, split=split) if total else None
+    if df is None or df.empty:
         if total and split == "test":
             click.echo(f"no entry has test scores ({total} on dev): the competition needs test answers "
                        "(--test-gold) for a local private board")
@@ -63,7 +78,7 @@ def leaderboard(click_ctx, ctx, by, split):
         return
     n = int(df["n"].max())
     count = f"{len(df)} {'entry' if len(df) == 1 else 'entries'}"
-    click.echo(f"leaderboard: {count}, ranked by {split} {by.upper()} ({n} questions)")
+    click.echo(f"leaderboard: {count}, ranked by {split} {metric_label(by)} ({n} {board.scheme.unit})")
     click.echo("")
     table = display_table(df, by=by, split=split)
     click.echo(table.to_string(index=False))
@@ -71,7 +86,7 @@ def leaderboard(click_ctx, ctx, by, split):
     if top:
         click.echo("")
         click.echo(top.format())
-    skipped = len(board) - len(df)
+    skipped = total - len(df)
     if skipped:
         click.echo(f"({skipped} {'entry' if skipped == 1 else 'entries'} without {split} scores not shown)")
 
@@ -79,21 +94,24 @@ def leaderboard(click_ctx, ctx, by, split):
 @leaderboard.command()
 @click.argument("a")
 @click.argument("b")
-@click.option("--limit", default=30, show_default=True, help="questions to list (0: all)")
-@click.option("--width", default=30, show_default=True, help="characters shown per answer")
+@click.option("--limit", default=30, show_default=True, help="examples to list (0: all)")
+@click.option("--width", default=30, show_default=True, help="characters shown per answer or label")
 @pass_ctx
 @_friendly
 def compare(ctx, a, b, limit, width):
-    """List the dev questions where entries A and B disagree (EM), and who is right."""
+    """List the dev examples where exactly one of entries A and B is right (QA: EM), and which."""
+    from harness.leaderboard import metric_label
+
     board = _board(ctx)
-    gold = _dev_gold(ctx)
-    df = board.compare(a, b, gold_answers=gold)
-    diff, ci = board.difference(a, b, by="em", split="dev")
+    qa = board.scheme.task == "qa"
+    df = board.compare(a, b, gold_answers=_dev_gold(ctx) if qa else None)  # classification gold is stored
+    primary = board.metrics[0]
+    diff, ci = board.difference(a, b, by=primary, split="dev")
     n_a = int((df["right"] == a).sum()) if len(df) else 0
     n_b = len(df) - n_a
-    click.echo(f"{a} vs {b}: {len(df)} dev questions disagree on EM "
-               f"({a} right on {n_a}, {b} right on {n_b})")
-    click.echo(f"EM difference {a} - {b}: {diff:+.2f} (paired bootstrap 95% CI {ci}; "
+    what = "dev questions disagree on EM" if qa else "dev examples where exactly one is right"
+    click.echo(f"{a} vs {b}: {len(df)} {what} ({a} right on {n_a}, {b} right on {n_b})")
+    click.echo(f"{metric_label(primary)} difference {a} - {b}: {diff:+.2f} (paired bootstrap 95% CI {ci}; "
                f"{'differ' if ci.excludes_zero() else 'no clear difference'})")
     if df.empty:
         return
@@ -105,9 +123,10 @@ def compare(ctx, a, b, limit, width):
         text = str(text).replace("\n", " ")
         return text if len(text) <= width else text[: width - 1] + "…"
 
+    word = "answer" if qa else "label"
     table = pd.DataFrame({"id": shown["id"], "right": shown["right"],
-                          f"{a} answer": [cut(x) for x in shown["answer_a"]],
-                          f"{b} answer": [cut(x) for x in shown["answer_b"]]})
+                          f"{a} {word}": [cut(x) for x in shown["answer_a"]],
+                          f"{b} {word}": [cut(x) for x in shown["answer_b"]]})
     if "gold" in shown:
         table["gold"] = [cut(x) for x in shown["gold"]]
     click.echo("")
@@ -130,7 +149,8 @@ def _dev_gold(ctx):
 @leaderboard.command()
 @click.option("--out", type=click.Path(file_okay=False), help="folder for leaderboard.md and leaderboard.html "
               "(default: the workspace's leaderboard/ folder)")
-@click.option("--by", type=click.Choice(["em", "f1"]), help="rank by (default: as the group's --by, else em)")
+@click.option("--by", metavar="METRIC", help="rank by this metric of the board (default: as the group's --by, "
+              "else the competition's metric, else the board's primary)")
 @click.option("--split", type=click.Choice(["dev", "test"]), default="dev", show_default=True)
 @pass_ctx
 @click.pass_context
@@ -138,7 +158,7 @@ def _dev_gold(ctx):
 def export(click_ctx, ctx, out, by, split):
     """Write the board as a Markdown table and an HTML page with a scores-over-time chart."""
     board = _board(ctx)
-    by = by or click_ctx.meta.get("board_by") or _default_metric(ctx)
+    by = _by(ctx, board, by or click_ctx.meta.get("board_by")) if len(board) else None
     paths = board.export(out or ctx.workspace.leaderboard, by=by, split=split)
     click.echo(f"wrote {paths['markdown']} and {paths['html']}")
 

@@ -40,11 +40,13 @@ def _parse_space(pairs) -> dict | None:
 @click.option("--trials", "n_trials", type=int, default=20, show_default=True,
               help="finished (complete + pruned) trials the study should reach; a rerun continues up to it")
 @click.option("--timeout", type=float, help="stop starting new trials after this many seconds")
-@click.option("--folds", type=int, help="grouped k-fold scoring on train (no paragraph in two folds)")
+@click.option("--folds", type=int, help="k-fold scoring on train: grouped by paragraph (QA), stratified by label "
+              "(classification)")
 @click.option("--dev", "dev", is_flag=True, default=None, help="score each trial on the dev split (default when "
               "the competition has one)")
 @click.option("--pool-dev", "pool_dev", is_flag=True, default=None, help="k-fold over train+dev together")
-@click.option("--metric", type=click.Choice(["em", "f1"]), help="objective (default: the competition's metric)")
+@click.option("--metric", help="objective: em/f1 (QA), accuracy/f1/macro_f1/mcc or pearson/spearman/combined "
+              "(classification); default: the competition's metric")
 @click.option("--study", help="study name (default: RECIPE-dev or RECIPE-Kfold)")
 @click.option("--storage", help="Optuna storage URL (sqlite:///..., postgresql://..., journal:FILE); default: "
               "studies/NAME/study.db, or studies/NAME/journal.log with --n-jobs > 1")

@@ -20,6 +20,33 @@ dev and test files, their layout and language, the metric and the submission col
     strip_commas = false
 
 Relative file paths are read relative to the TOML file's folder.
+
+A text-classification (or regression) competition says ``task = "classification"``, reads CSV,
+TSV, JSONL or a Hugging Face dataset, names its columns under ``[options]`` and writes
+``id,label`` submissions::
+
+    name = "cola"
+    task = "classification"
+    layout = "csv"
+    lang = "en"
+    metric = "mcc"
+
+    [files]
+    train = "in_domain_train.tsv"
+    dev = "in_domain_dev.tsv"
+
+    [submission]
+    id_column = "id"
+    answer_column = "label"
+
+    [options]
+    columns = "source,label,mark,sentence"   # header-less file
+    text_column = "sentence"
+    label_column = "label"
+
+Other options: ``text_pair_column`` (sentence pairs), ``id_column`` (the input's id column),
+``group_column`` (grouped folds), ``regression = true`` (numeric labels, e.g. STS-B), ``config``
+(the Hugging Face dataset config, e.g. ``config = "sst2"`` with ``train = "glue"``).
 """
 
 from __future__ import annotations
@@ -32,7 +59,12 @@ from harness.errors import HarnessError
 
 FILENAME = "competition.toml"
 LAYOUTS = ("hw7", "squad", "csv", "jsonl", "hf")
+TASK_LAYOUTS = {"qa": LAYOUTS, "classification": ("csv", "jsonl", "hf")}
 SPLITS = ("train", "dev", "test", "test_gold")
+DEFAULT_METRIC = {"qa": "em", "classification": "accuracy"}
+METRICS = {"qa": ("em", "f1"),
+           "classification": ("accuracy", "f1", "macro_f1", "mcc", "pearson", "spearman", "combined")}
+SUBMISSION_COLUMNS = {"qa": ("ID", "Answer"), "classification": ("id", "label")}
 
 
 @dataclass
@@ -61,18 +93,18 @@ class Competition:
 
     def examples(self, split: str):
         """Read and validate one split into ``Example`` objects."""
-        from harness.data import read_examples
-
         location = self.path(split)
         if location is None:
             raise HarnessError(
                 f"competition '{self.name}' has no {split} file",
                 hint=f"add it under [files] in {self.root / FILENAME}",
             )
+        from harness.task import get_task
+
         kwargs = dict(self.options)
         if self.layout == "hf":
-            kwargs["split"] = {"dev": "validation"}.get(split, split)
-        return read_examples(location, layout=self.layout, **kwargs)
+            kwargs["split"] = split
+        return get_task(self.task).read(location, layout=self.layout, **kwargs)
 
     def to_toml(self) -> str:
         def q(v) -> str:
@@ -116,11 +148,13 @@ def load_competition(path: str | Path | None = None) -> Competition:
     except tomllib.TOMLDecodeError as e:
         raise HarnessError(f"{p}: not valid TOML ({e})") from None
     sub = raw.get("submission", {})
+    task = raw.get("task", "qa")
+    id_default, answer_default = SUBMISSION_COLUMNS.get(task, SUBMISSION_COLUMNS["qa"])
     comp = Competition(
         name=raw.get("name", p.parent.name), root=p.parent.resolve(), files=dict(raw.get("files", {})),
-        layout=raw.get("layout", "squad"), lang=raw.get("lang", "zh"), task=raw.get("task", "qa"),
-        metric=raw.get("metric", "em"), id_column=sub.get("id_column", "ID"),
-        answer_column=sub.get("answer_column", "Answer"), strip_commas=bool(sub.get("strip_commas", False)),
+        layout=raw.get("layout", "squad"), lang=raw.get("lang", "zh"), task=task,
+        metric=raw.get("metric", DEFAULT_METRIC.get(task, "em")), id_column=sub.get("id_column", id_default),
+        answer_column=sub.get("answer_column", answer_default), strip_commas=bool(sub.get("strip_commas", False)),
         options=dict(raw.get("options", {})),
     )
     _check(comp, p)
@@ -128,8 +162,14 @@ def load_competition(path: str | Path | None = None) -> Competition:
 
 
 def _check(comp: Competition, source: Path) -> None:
-    if comp.layout not in LAYOUTS:
-        raise HarnessError(f"{source}: unknown layout '{comp.layout}'", hint=f"one of {', '.join(LAYOUTS)}")
+    if comp.task not in TASK_LAYOUTS:
+        raise HarnessError(f"{source}: unknown task '{comp.task}'", hint=f"one of {', '.join(TASK_LAYOUTS)}")
+    if comp.layout not in TASK_LAYOUTS[comp.task]:
+        raise HarnessError(f"{source}: layout '{comp.layout}' does not fit a {comp.task} competition",
+                           hint=f"one of {', '.join(TASK_LAYOUTS[comp.task])}")
+    if comp.metric not in METRICS[comp.task]:
+        raise HarnessError(f"{source}: metric '{comp.metric}' is not a {comp.task} metric",
+                           hint=f"one of {', '.join(METRICS[comp.task])}")
     if comp.lang not in ("zh", "en"):
         raise HarnessError(f"{source}: unknown lang '{comp.lang}'", hint="zh or en")
     if "train" not in comp.files:
@@ -140,9 +180,14 @@ def _check(comp: Competition, source: Path) -> None:
 
 
 def init_competition(name: str, root: str | Path, train: str, dev: str | None = None, test: str | None = None,
-                     test_gold: str | None = None, layout: str | None = None, lang: str = "zh", metric: str = "em",
+                     test_gold: str | None = None, layout: str | None = None, lang: str = "zh",
+                     metric: str | None = None, task: str = "qa", options: dict | None = None,
                      **submission) -> Competition:
-    """Create (or overwrite) ``competition.toml`` in ``root`` after checking the files exist."""
+    """Create (or overwrite) ``competition.toml`` in ``root`` after checking the files exist.
+
+    ``options`` are the reader's options (classification: ``text_column``, ``label_column``...);
+    ``submission`` the ``id_column`` / ``answer_column`` / ``strip_commas`` of the CSV.
+    """
     root = Path(root).resolve()
     files = {"train": train, "dev": dev, "test": test, "test_gold": test_gold}
     files = {k: v for k, v in files.items() if v}
@@ -153,7 +198,12 @@ def init_competition(name: str, root: str | Path, train: str, dev: str | None = 
             if not Path(f).expanduser().exists():
                 raise HarnessError(f"{split} file not found: {f}")
         files = {k: str(Path(v).expanduser().resolve()) for k, v in files.items()}
-    comp = Competition(name=name, root=root, files=files, layout=layout, lang=lang, metric=metric, **submission)
+    id_default, answer_default = SUBMISSION_COLUMNS.get(task, SUBMISSION_COLUMNS["qa"])
+    submission = {k: v for k, v in submission.items() if v is not None}
+    submission.setdefault("id_column", id_default)
+    submission.setdefault("answer_column", answer_default)
+    comp = Competition(name=name, root=root, files=files, layout=layout, lang=lang, task=task,
+                       metric=metric or DEFAULT_METRIC.get(task, "em"), options=dict(options or {}), **submission)
     _check(comp, root / FILENAME)
     comp.save()
     return comp

@@ -57,6 +57,7 @@ from harness.artifacts import LogitSet
 from harness.data.example import Example
 from harness.qa.decode import Predictions, best_spans, decode_windows
 from harness.qa.metrics import qa_scores
+from harness.weights import normalise as _weights, search_weights
 
 FLOOR = np.float32(np.log(1e-8))  # log-prob of a character a member cannot score (log-prob space)
 N_BUCKETS = 8  # decode_chars groups examples by context length to trim padding
@@ -129,13 +130,6 @@ def chars_per_token(logits: LogitSet) -> float:
 
 
 # ------------------------------------------------------------------------- combination
-
-def _weights(weights, n: int) -> np.ndarray:
-    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
-    if len(w) != n or (w < 0).any() or not np.isfinite(w).all() or w.sum() <= 0:
-        raise ValueError(f"need {n} non-negative weights with a positive sum, got {weights!r}")
-    return w / w.sum()
-
 
 def combine(members: Sequence[Scores], weights=None, space: str = "logprob") -> Scores:
     """Weighted mean of members' (S, E) log-probability arrays (all of one shape).
@@ -300,12 +294,8 @@ def fit_weights(members: Sequence[LogitSet], examples: Sequence[Example], metric
                 seed: int = 0) -> tuple[np.ndarray, dict]:
     """Member weights maximising EM or F1 on the answered ``examples`` (dev or out-of-fold logits).
 
-    ``method="greedy"``: Caruana's forward selection with replacement, starting from the best
-    member and adding, ``n_iter`` times at most (default 20), the member that helps most; it stops
-    as soon as no addition strictly improves the score. Weights are the selection counts, normalised.
-    ``method="optuna"``: TPE (seeded) over one weight in [0, 1] per member, after enqueuing every
-    single member and the equal mix; ``n_iter`` (default 30) TPE trials. Both never score below the
-    best single member.
+    ``method`` is ``"greedy"`` (Caruana's forward selection) or ``"optuna"`` (TPE), as in
+    :func:`harness.weights.search_weights`; neither scores below the best single member.
 
     Returns ``(weights, report)``; the report holds each member's own score (``members``),
     ``best_single``, the fitted ``ensemble`` score, ``gain`` over the best member, and counts.
@@ -327,19 +317,7 @@ def fit_weights(members: Sequence[LogitSet], examples: Sequence[Example], metric
             cache[key] = qa_scores(ens.decode(w, n_best=1).to_dict(), refs)[metric]
         return cache[key]
 
-    singles = [score(np.eye(n)[i]) for i in range(n)]
-    if method == "greedy":
-        counts = np.eye(n, dtype=np.int64)[int(np.argmax(singles))]
-        best = max(singles)
-        for _ in range((n_iter or 20) - 1):
-            trial = [score(counts + np.eye(n, dtype=np.int64)[i]) for i in range(n)]
-            if max(trial) <= best:
-                break
-            counts = counts + np.eye(n, dtype=np.int64)[int(np.argmax(trial))]
-            best = max(trial)
-        weights = _weights(counts, n)
-    else:
-        weights = _fit_optuna(score, n, n_iter or 30, seed)
+    weights, singles = search_weights(score, n, method, n_iter, seed)
     ensemble = score(weights)
     report = {
         "metric": metric, "method": method, "n_examples": len(answered), "path": "tokens" if ens.shared_windows else "chars",
@@ -347,25 +325,3 @@ def fit_weights(members: Sequence[LogitSet], examples: Sequence[Example], metric
         "ensemble": ensemble, "gain": ensemble - max(singles), "weights": weights.tolist(), "evaluations": len(cache),
     }
     return weights, report
-
-
-def _fit_optuna(score, n: int, n_trials: int, seed: int) -> np.ndarray:
-    import optuna
-
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-        for i in range(n):  # start from every single member, then the equal mix
-            study.enqueue_trial({f"w{j}": float(i == j) for j in range(n)})
-        study.enqueue_trial({f"w{j}": 1.0 for j in range(n)})
-
-        def objective(trial) -> float:
-            w = np.array([trial.suggest_float(f"w{j}", 0.0, 1.0) for j in range(n)])
-            return score(w) if w.sum() > 0 else 0.0
-
-        study.optimize(objective, n_trials=n + 1 + n_trials)
-        w = np.array([study.best_params[f"w{j}"] for j in range(n)])
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-    return _weights(w, n)

@@ -124,25 +124,37 @@ def load_tokenizer(recipe: Recipe, params: dict, texts: Iterable[str] | None = N
     return tok
 
 
-def build_model(recipe: Recipe, params: dict, tokenizer, task: str = "qa", num_labels: int = 2):
-    """Pretrained model with a fresh task head, or a random-init BERT for ``scratch`` recipes."""
+def build_model(recipe: Recipe, params: dict, tokenizer, task: str = "qa", num_labels: int | None = 2,
+                labels: list[str] | None = None):
+    """Pretrained model with a fresh task head, or a random-init BERT for ``scratch`` recipes.
+
+    Classification: ``num_labels`` outputs named by ``labels``; ``num_labels=1`` is regression
+    (mean squared error loss).
+    """
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification, BertConfig
 
     torch.manual_seed(int(params.get("seed", 0)))
+    head = {}
+    if task != "qa":
+        head = {"num_labels": int(num_labels)}
+        if num_labels == 1:
+            head["problem_type"] = "regression"
+        elif labels:
+            head["id2label"] = {i: str(name) for i, name in enumerate(labels)}
+            head["label2id"] = {str(name): i for i, name in enumerate(labels)}
     if recipe.checkpoint == "scratch":
         cfg = {**recipe.model_config, "vocab_size": len(tokenizer)}
         config = BertConfig(max_position_embeddings=max(512, int(params["max_length"])),
-                            pad_token_id=tokenizer.pad_token_id, **cfg)
+                            pad_token_id=tokenizer.pad_token_id, **cfg, **head)
         if task == "qa":
             from transformers import BertForQuestionAnswering
 
             return BertForQuestionAnswering(config)
         from transformers import BertForSequenceClassification
 
-        config.num_labels = num_labels
         return BertForSequenceClassification(config)
     checkpoint = resolve_checkpoint(recipe)
     if task == "qa":
         return _from_pretrained(AutoModelForQuestionAnswering, recipe, checkpoint)
-    return _from_pretrained(AutoModelForSequenceClassification, recipe, checkpoint, num_labels=num_labels)
+    return _from_pretrained(AutoModelForSequenceClassification, recipe, checkpoint, **head)

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from harness.artifacts import atomic_write_text, load_logits
+from harness.artifacts import atomic_write_text
 from harness.competition import Competition
 from harness.errors import HarnessError
 from harness.recipes import Recipe, get_recipe, with_checkpoint
@@ -18,7 +18,7 @@ from harness.workspace import Workspace
 
 
 def run_params(recipe: Recipe, comp: Competition, overrides: dict | None = None) -> dict:
-    params = recipe.params(overrides)
+    params = recipe.params(overrides, task=comp.task)
     params.setdefault("metric", comp.metric)
     if recipe.lang not in ("any", comp.lang):
         print(f"note: recipe {recipe.name} is for '{recipe.lang}' text but competition {comp.name} is '{comp.lang}'")
@@ -28,15 +28,15 @@ def run_params(recipe: Recipe, comp: Competition, overrides: dict | None = None)
 def train_run(comp: Competition, ws: Workspace, recipe_name: str, overrides: dict | None = None,
               model_path: str | None = None, name: str | None = None, use_dev: bool = True, progress: bool = True):
     """Train one run on the competition's train split (scored on dev when it has one)."""
-    from harness.train import train_qa
+    from harness.train import train_model
 
     recipe = with_checkpoint(get_recipe(recipe_name, ws.root), model_path)
     params = run_params(recipe, comp, overrides)
     train = comp.examples("train")
     dev = comp.examples("dev") if use_dev and comp.path("dev") else None
     run_dir = ws.new_run_dir(name, recipe.name)
-    return train_qa(recipe, params, train, run_dir, dev_examples=dev, lang=comp.lang, progress=progress,
-                    extra_config={"competition": comp.name})
+    return train_model(recipe, params, train, run_dir, dev_examples=dev, lang=comp.lang, progress=progress,
+                       extra_config={"competition": comp.name}, task=comp.task)
 
 
 def predict_split(comp: Competition, ws: Workspace, run: str, split: str = "test", progress: bool = True) -> Path:
@@ -46,20 +46,20 @@ def predict_split(comp: Competition, ws: Workspace, run: str, split: str = "test
     return predict_run(ws.run_dir(run), examples, split, progress=progress)
 
 
-def _member_logits(comp: Competition, ws: Workspace, run_dir: Path, split: str, progress: bool):
+def _member_logits(comp: Competition, ws: Workspace, run_dir: Path, split: str, progress: bool, task):
     """A run's logits for a split, predicting them first when the run has none yet."""
     path = run_dir / "logits" / f"{split}.npz"
     if not path.exists():
         predict_split(comp, ws, str(run_dir), split, progress=progress)
-    return load_logits(path)
+    return task.load_logits(path)
 
 
-def _validation_logits(run_dirs: Sequence[Path]):
+def _validation_logits(run_dirs: Sequence[Path], task):
     """Each member's dev logits, else out-of-fold logits, when all members have the same kind."""
     for kind in ("dev", "oof"):
         paths = [d / "logits" / f"{kind}.npz" for d in run_dirs]
         if all(p.exists() for p in paths):
-            return kind, [load_logits(p) for p in paths]
+            return kind, [task.load_logits(p) for p in paths]
     return None, None
 
 
@@ -77,56 +77,60 @@ def submit(comp: Competition, ws: Workspace, runs: Sequence[str], name: str | No
            space: str = "logprob", progress: bool = True) -> dict:
     """Ensemble one or more runs into ``submissions/NAME.csv`` (+ sidecar JSON) and ``result.csv``.
 
-    One run goes through the same path (an ensemble of one is decoded exactly like the single
-    model). Weights are equal, given, or fitted (``fit`` = "greedy" | "optuna") on the members'
-    dev or out-of-fold logits; the validation figures go into the sidecar and the leaderboard.
+    One run goes through the same path (an ensemble of one predicts exactly what the single
+    model predicts). Weights are equal, given, or fitted (``fit`` = "greedy" | "optuna") on the
+    members' dev or out-of-fold logits; the validation figures go into the sidecar and the
+    leaderboard, scored by the competition's task (EM/F1 for QA, accuracy/MCC/... for classification).
     """
     import shutil
 
-    from harness.ensemble import ensemble_answers, fit_weights
-    from harness.leaderboard import record_submission
-    from harness.qa.metrics import qa_scores
     from harness.submit import write_submission
+    from harness.task import get_task
     from harness.workspace import check_name
 
+    task = get_task(comp.task)
     run_dirs = [ws.run_dir(r) for r in runs]
     name = check_name(name or "-".join(d.name for d in run_dirs)[:100])
     configs = [json.loads((d / "config.json").read_text()) for d in run_dirs]
-    params = configs[0]["params"]
-    decoding = {"max_answer_length": int(params["max_answer_length"]), "n_best": int(params["n_best"])}
+    kinds = {c.get("task", "qa") for c in configs}
+    if kinds != {task.kind}:
+        raise HarnessError(f"runs of task(s) {sorted(kinds)} cannot be submitted to a {task.kind} competition")
+    params, info = configs[0]["params"], configs[0].get("label_info") or {}
     if weights is not None and len(weights) != len(runs):
         raise HarnessError(f"{len(weights)} weights for {len(runs)} runs")
-    kind, val_members = _validation_logits(run_dirs)
+    kind, val_members = _validation_logits(run_dirs, task)
     val_examples = _labelled(comp, val_members[0].example_ids) if val_members else []
     report = {}
     if fit:
         if not val_examples:
             raise HarnessError("cannot fit weights: the runs have no common dev or out-of-fold logits",
                                hint="train with a dev split, or refit trials of a k-fold search")
-        weights, report = fit_weights(val_members, val_examples, metric=comp.metric, method=fit, agg=agg,
-                                      space=space, max_answer_length=decoding["max_answer_length"])
+        weights, report = task.fit_weights(val_members, val_examples, comp.metric, fit, params, agg, space)
         weights = [float(w) for w in weights]
     weights = list(weights) if weights is not None else [1.0] * len(runs)
-    val_answers, val_scores = None, None
+    val_preds, val_scores = None, None
     if val_examples:
-        val_answers = ensemble_answers(val_members, val_examples, weights, agg=agg, space=space, **decoding)
-        val_scores = qa_scores(val_answers, {ex.id: list(ex.answers) for ex in val_examples})
+        val_preds = task.ensemble(val_members, val_examples, weights, params, agg, space)
+        val_scores = task.score(val_preds, val_examples, info)
     examples = comp.examples(split)
-    members = [_member_logits(comp, ws, d, split, progress) for d in run_dirs]
-    answers = ensemble_answers(members, examples, weights, agg=agg, space=space, **decoding)
-    path = write_submission(ws.submissions / f"{name}.csv", answers, [ex.id for ex in examples],
+    members = [_member_logits(comp, ws, d, split, progress, task) for d in run_dirs]
+    preds = task.ensemble(members, examples, weights, params, agg, space)
+    path = write_submission(ws.submissions / f"{name}.csv", preds, [ex.id for ex in examples],
                             id_column=comp.id_column, answer_column=comp.answer_column,
                             strip_commas=comp.strip_commas)
     test_gold = comp.examples("test_gold") if split == "test" and comp.path("test_gold") else None
-    sidecar = {"name": name, "competition": comp.name, "split": split, "members": [str(d) for d in run_dirs],
-               "weights": weights, "fit": fit, "agg": agg, "space": space, "decoding": decoding,
+    sidecar = {"name": name, "competition": comp.name, "task": task.kind, "split": split,
+               "members": [str(d) for d in run_dirs], "weights": weights, "fit": fit, "agg": agg, "space": space,
+               "decoding": {k: params[k] for k in ("max_answer_length", "n_best")} if task.kind == "qa" else None,
                "validation": None if val_scores is None else
-               {"kind": kind, "em": val_scores["em"], "f1": val_scores["f1"], "n": val_scores["n"]},
+               {"kind": kind, **val_scores, "n": len([ex for ex in val_examples if ex.labelled])},
                "fit_report": _jsonable(report)}
+    test_scores = task.score(preds, test_gold, info) if test_gold and any(ex.labelled for ex in test_gold) else None
+    sidecar["test"] = test_scores
     atomic_write_text(ws.submissions / f"{name}.json", json.dumps(sidecar, indent=2, ensure_ascii=False))
     shutil.copyfile(path, ws.result_csv)
-    record_submission(ws, name, [d.name for d in run_dirs], val_answers, val_examples or None,
-                      answers if test_gold else None, test_gold, {"weights": weights, "kind": kind})
+    task.record(ws, name, [d.name for d in run_dirs], val_preds, val_examples or None,
+                preds if test_gold else None, test_gold, {"weights": weights, "kind": kind}, info, comp.metric)
     return {"csv": path, "result": ws.result_csv, "n": len(examples), "sidecar": sidecar}
 
 
@@ -168,3 +172,26 @@ def run_demo(ws: Workspace, recipe: str = "tiny", overrides: dict | None = None,
                         id_column=comp.id_column, answer_column=comp.answer_column)
     return {"run": result.run_dir, "dev_em": result.best.get("em", 0.0), "dev_f1": result.best.get("f1", 0.0),
             "test_em": report.em, "test_f1": report.f1, "result": out["result"], "csv": out["csv"]}
+
+
+def run_classification_demo(ws: Workspace, recipe: str = "tiny", overrides: dict | None = None, seed: int = 0,
+                            progress: bool = True, echo=print) -> dict:
+    """The classification demo: generated 3-class reviews, train, predict test, submit, score."""
+    from harness.clf.demo import generate_clf_demo
+    from harness.competition import FILENAME, init_competition, load_competition
+
+    existing = ws.root / FILENAME
+    if existing.exists() and load_competition(existing).name != "demo-clf":
+        raise HarnessError(f"{existing} declares another competition",
+                           hint="run the demo in an empty folder: `harness -w demo-clf demo --task classification`")
+    data_dir = ws.root / "data" / "demo-clf"
+    files = generate_clf_demo(data_dir, seed=seed)
+    comp = init_competition("demo-clf", ws.root, str(files["train"]), str(files["dev"]), str(files["test"]),
+                            str(files["test_gold"]), layout="csv", lang="en", metric="accuracy",
+                            task="classification")
+    echo(f"demo-clf competition: {len(comp.examples('train'))} train / {len(comp.examples('dev'))} dev / "
+         f"{len(comp.examples('test'))} test reviews in {data_dir}")
+    result = train_run(comp, ws, recipe, overrides, name=None, progress=progress)
+    out = submit(comp, ws, [str(result.run_dir)], name=f"demo-clf-{recipe}", progress=progress)
+    return {"run": result.run_dir, "dev": result.best, "test": out["sidecar"]["test"], "result": out["result"],
+            "csv": out["csv"]}

@@ -53,9 +53,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from harness.artifacts import LogitSet, atomic_write_text, save_logits
+from harness.artifacts import LogitSet, atomic_write_text
 from harness.competition import Competition
 from harness.errors import HarnessError
+from harness.folds import group_keys, grouped_folds  # noqa: F401  (re-exported)
+from harness.qa.task import merge_fold_logits  # noqa: F401  (re-exported)
+from harness.task import get_task
 from harness.recipes import Recipe, get_recipe, with_checkpoint
 from harness.workspace import Workspace, check_name
 
@@ -211,103 +214,6 @@ def decoding_grid(space: dict, params: dict, examples: Sequence) -> dict:
     if any(getattr(ex, "is_impossible", False) for ex in examples):
         grid["null_threshold"] = [params.get("null_threshold"), "auto"]
     return grid
-
-
-# ---- folds -----------------------------------------------------------------------------------
-
-def group_keys(examples: Sequence, splits: Sequence[str] | None = None) -> list[int]:
-    """A group number per example: same ``split:group`` or same context -> same group."""
-    parent: dict = {}
-
-    def find(x):
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    keys = []
-    for i, ex in enumerate(examples):
-        split = splits[i] if splits else ""
-        a = ("g", split, ex.group) if ex.group else ("c", ex.context)
-        b = ("c", ex.context)
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[ra] = rb
-        keys.append(a)
-    roots, out = {}, []
-    for a in keys:
-        out.append(roots.setdefault(find(a), len(roots)))
-    return out
-
-
-def grouped_folds(examples: Sequence, k: int, seed: int = 0, splits: Sequence[str] | None = None) -> np.ndarray:
-    """Fold index per example: groups never straddle folds; folds balanced by question count.
-
-    Deterministic: groups are taken largest first (ties in a seeded hash order) and each goes to
-    the fold with the fewest questions so far (ties: the lowest fold index).
-    """
-    groups = np.asarray(group_keys(examples, splits), dtype=np.int64)
-    n_groups = int(groups.max()) + 1 if len(groups) else 0
-    if k < 2:
-        raise HarnessError(f"--folds needs at least 2 folds, got {k}")
-    if n_groups < k:
-        raise HarnessError(f"cannot make {k} grouped folds from {n_groups} paragraph groups",
-                           hint="use fewer folds or --dev")
-    sizes = np.bincount(groups, minlength=n_groups)
-    first_id = {}
-    for i, g in enumerate(groups):
-        first_id.setdefault(int(g), examples[i].id)
-    tie = [hashlib.sha1(f"{seed}:{first_id[g]}".encode()).hexdigest() for g in range(n_groups)]
-    order = sorted(range(n_groups), key=lambda g: (-sizes[g], tie[g]))
-    load = np.zeros(k, dtype=np.int64)
-    fold_of_group = np.empty(n_groups, dtype=np.int64)
-    for g in order:
-        f = int(np.argmin(load))
-        fold_of_group[g] = f
-        load[f] += sizes[g]
-    return fold_of_group[groups]
-
-
-def merge_fold_logits(parts: Sequence[tuple[np.ndarray, object, np.ndarray, np.ndarray]], example_ids: list[str],
-                      meta: dict | None = None) -> LogitSet:
-    """One ``LogitSet`` over all examples from per-fold ``(global_index, windows, start, end)``.
-
-    ``global_index[j]`` is the position in ``example_ids`` of the fold's example ``j``; windows
-    are padded to a common width and sorted by example (stable).
-    """
-    from harness.qa.windows import Windows
-
-    width = max(w.input_ids.shape[1] for _, w, _, _ in parts)
-
-    def pad(a, value):
-        extra = width - a.shape[1]
-        if extra == 0:
-            return a
-        widths = [(0, 0), (0, extra)] + [(0, 0)] * (a.ndim - 2)
-        return np.pad(a, widths, constant_values=value)
-
-    cols = {k: [] for k in ("input_ids", "token_type_ids", "lengths", "offsets", "example_index", "cls_index",
-                            "start", "end")}
-    has_tt = all(w.token_type_ids is not None for _, w, _, _ in parts)
-    for gidx, w, s, e in parts:
-        cols["input_ids"].append(pad(w.input_ids, 0))
-        if has_tt:
-            cols["token_type_ids"].append(pad(w.token_type_ids, 0))
-        cols["lengths"].append(w.lengths)
-        cols["offsets"].append(pad(w.offsets, -1))
-        cols["example_index"].append(np.asarray(gidx, dtype=np.int32)[w.example_index])
-        cols["cls_index"].append(w.cls_index)
-        cols["start"].append(pad(np.asarray(s, dtype=np.float32), -1e4))
-        cols["end"].append(pad(np.asarray(e, dtype=np.float32), -1e4))
-    cat = {k: np.concatenate(v) if v else None for k, v in cols.items()}
-    order = np.argsort(cat["example_index"], kind="stable")
-    windows = Windows(
-        input_ids=cat["input_ids"][order], token_type_ids=cat["token_type_ids"][order] if has_tt else None,
-        lengths=cat["lengths"][order], offsets=cat["offsets"][order],
-        example_index=cat["example_index"][order].astype(np.int32), cls_index=cat["cls_index"][order],
-        example_ids=list(example_ids),
-    )
-    return LogitSet(windows, cat["start"][order], cat["end"][order], dict(meta or {}))
 
 
 # ---- decoding-only tuning ----------------------------------------------------------------------
@@ -501,6 +407,10 @@ class SearchSetup:
         return self.ws.studies / self.name
 
     @property
+    def task(self):
+        return get_task(self.comp.task)
+
+    @property
     def trials_dir(self) -> Path:
         return self.study_dir / "trials"
 
@@ -511,7 +421,7 @@ class SearchSetup:
         return self.trials_dir / f".{number:04d}.partial"
 
     def params(self, sampled: dict) -> dict:
-        p = self.recipe.params({**self.config["overrides"], **sampled})
+        p = self.recipe.params({**self.config["overrides"], **sampled}, task=self.comp.task)
         p["metric"] = self.config["metric"]
         return p
 
@@ -562,8 +472,10 @@ def build_config(comp: Competition, recipe: Recipe, *, mode: str, folds: int | N
     """The search configuration saved in the study (everything a resume must reproduce)."""
     full_space = check_space(space if space is not None else recipe.search_space(), recipe)
     recipe.params(overrides)  # unknown keys -> clear error
-    sampled = {k: v for k, v in full_space.items() if k not in overrides and k not in DECODING_PARAMS}
-    decoding_space = {k: v for k, v in full_space.items() if k in DECODING_PARAMS}
+    unused = get_task(comp.task).unused_params
+    sampled = {k: v for k, v in full_space.items()
+               if k not in overrides and k not in DECODING_PARAMS and k not in unused}
+    decoding_space = {k: v for k, v in full_space.items() if k in DECODING_PARAMS and k not in unused}
     if pruner is None:
         pruner = copy.deepcopy(DEFAULT_DEV_PRUNER if mode == "dev" else DEFAULT_KFOLD_PRUNER)
         if pruner["name"] == "wilcoxon" and not _scipy_available():
@@ -660,9 +572,14 @@ def prepare_search(comp: Competition, ws: Workspace, *, recipe: str | None = Non
             created = True
         r = with_checkpoint(get_recipe(config["recipe"], ws.root), config.get("model_path"))
         train, dev_examples, splits = load_data(comp, config["mode"], config["pool_dev"])
+        task = get_task(comp.task)
+        known = task.metrics(task.label_info(train, {}))
+        if config["metric"] not in known:
+            raise HarnessError(f"metric '{config['metric']}' is not scored for this competition",
+                               hint=f"use --metric with one of {', '.join(known)}")
         fold_of = None
         if config["mode"] == "kfold":
-            fold_of = grouped_folds(train, int(config["folds"]), int(config["seed"]), splits)
+            fold_of = get_task(comp.task).folds(train, int(config["folds"]), int(config["seed"]), splits)
         fp = _fingerprint(train, fold_of) + ("" if dev_examples is None else "-" + _fingerprint(dev_examples))
         if created:
             config["data"] = {"n": len(train), "n_dev": len(dev_examples or []), "fingerprint": fp}
@@ -769,7 +686,7 @@ def free_memory(cuda_only: bool = False) -> None:
 def run_trial(setup: SearchSetup, trial) -> float:
     """Train (and score) one trial; write its folder atomically; return the objective."""
     optuna = _optuna()
-    from harness.train import train_qa
+    from harness.train import train_model
 
     cfg = setup.config
     metric = cfg["metric"]
@@ -787,23 +704,25 @@ def run_trial(setup: SearchSetup, trial) -> float:
             if epoch < int(params["epochs"]) and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} ({metric} {entry[metric]:.2f})")
 
-        result = train_qa(setup.recipe, params, setup.train, partial, dev_examples=setup.dev,
-                          lang=setup.comp.lang, on_epoch=on_epoch, progress=False, extra_config=extra)
+        result = train_model(setup.recipe, params, setup.train, partial, dev_examples=setup.dev,
+                             lang=setup.comp.lang, on_epoch=on_epoch, progress=False, extra_config=extra,
+                             task=setup.comp.task)
         value = float(result.best[metric])
-        attrs.update(best_epoch=result.best_epoch, em=result.best["em"], f1=result.best["f1"],
-                     history=[{k: h.get(k) for k in ("epoch", "loss", "em", "f1")} for h in result.history])
-        w, s, e = result.dev_logits
-        logits = LogitSet(w, s, e, {})
+        attrs.update(best_epoch=result.best_epoch, **result.best,
+                     history=[{k: h.get(k) for k in ("epoch", "loss", *result.best)} for h in result.history])
+        logits = result.dev_logits
         scored = setup.dev
         del result
     else:
         logits, value, fold_attrs = _run_folds(setup, trial, params, partial, extra)
         attrs.update(fold_attrs)
         scored = setup.train
-    grid = decoding_grid(cfg.get("decoding_space", {}), params, scored)
-    tuned = tune_decoding(logits, scored, grid, metric, base=params)
-    attrs.update(decoding=tuned["params"], decoded_em=tuned["em"], decoded_f1=tuned["f1"])
-    if tuned[metric] > tuned["base"][metric]:  # predict/submit/refit of this trial use the tuned decoding
+    tuned = None
+    if setup.task.tunes_decoding:
+        grid = decoding_grid(cfg.get("decoding_space", {}), params, scored)
+        tuned = tune_decoding(logits, scored, grid, metric, base=params)
+        attrs.update(decoding=tuned["params"], decoded_em=tuned["em"], decoded_f1=tuned["f1"])
+    if tuned is not None and tuned[metric] > tuned["base"][metric]:  # predict/submit/refit of this trial use the tuned decoding
         config_path = partial / "config.json"
         run_config = _read_json(config_path)
         run_config["params"] = {**run_config.get("params", params), **tuned["params"]}
@@ -825,26 +744,27 @@ def run_trial(setup: SearchSetup, trial) -> float:
 
 def _run_folds(setup: SearchSetup, trial, params: dict, trial_dir: Path, extra: dict):
     optuna = _optuna()
-    from harness.train import evaluate_logits, train_qa
+    from harness.train import train_model
 
     cfg = setup.config
+    task = setup.task
     metric, k = cfg["metric"], int(cfg["folds"])
     examples, fold_of = setup.train, setup.folds
     wilcoxon = cfg["pruner"]["name"] == "wilcoxon"
     scores, parts, fold_info = [], [], []
+    info = task.label_info(examples, params)
     for f in range(k):
         held = np.flatnonzero(fold_of == f)
         fit = np.flatnonzero(fold_of != f)
         fold_dir = trial_dir / "folds" / str(f)
-        result = train_qa(setup.recipe, params, [examples[i] for i in fit], fold_dir,
-                          dev_examples=[examples[i] for i in held], lang=setup.comp.lang, progress=False,
-                          extra_config={**extra, "fold": f, "folds": k}, save_model=False)
-        w, s, e = result.dev_logits
-        parts.append((held, w, s, e))
+        result = train_model(setup.recipe, params, [examples[i] for i in fit], fold_dir,
+                             dev_examples=[examples[i] for i in held], lang=setup.comp.lang, progress=False,
+                             extra_config={**extra, "fold": f, "folds": k}, save_model=False, task=task.kind,
+                             label_info=info)
+        parts.append((held, result.dev_logits))
         score = float(result.best[metric])
         scores.append(score)
-        fold_info.append({"fold": f, "n": len(held), "best_epoch": result.best_epoch, "em": result.best["em"],
-                          "f1": result.best["f1"]})
+        fold_info.append({"fold": f, "n": len(held), "best_epoch": result.best_epoch, **result.best})
         del result
         shutil.rmtree(fold_dir / "model", ignore_errors=True)
         shutil.rmtree(fold_dir / "logits", ignore_errors=True)  # merged into oof.npz below
@@ -854,18 +774,20 @@ def _run_folds(setup: SearchSetup, trial, params: dict, trial_dir: Path, extra: 
             raise optuna.TrialPruned(f"pruned after fold {f} (mean {metric} {np.mean(scores):.2f})")
         free_memory(cuda_only=True)
     ids = [ex.id for ex in examples]
-    oof = merge_fold_logits(parts, ids, {"split": "oof", "study": setup.name, "trial": trial.number, "folds": k,
-                                         "fold_of": [int(x) for x in fold_of], "splits": setup.splits})
-    merged = evaluate_logits(oof.windows, oof.start_logits, oof.end_logits, examples, params)
-    save_logits(trial_dir / "logits" / "oof.npz", oof.windows, oof.start_logits, oof.end_logits, oof.meta)
+    meta = {"split": "oof", "study": setup.name, "trial": trial.number, "folds": k,
+            "fold_of": [int(x) for x in fold_of], "splits": setup.splits}
+    oof = task.merge_folds(parts, ids, meta)
+    merged = task.evaluate(oof, examples, params, info)
+    task.save_logits(trial_dir / "logits" / "oof.npz", oof, meta)
     value = float(np.mean(scores))
-    config = {"recipe": setup.recipe.name, "checkpoint": setup.recipe.checkpoint, "task": "qa",
-              "lang": setup.comp.lang, "params": params, "n_train": len(examples), "mode": "kfold", **extra,
-              "folds": k, "pool_dev": cfg["pool_dev"]}
+    config = {"recipe": setup.recipe.name, "checkpoint": setup.recipe.checkpoint, "task": task.kind,
+              "lang": setup.comp.lang, "params": params, "label_info": info, "n_train": len(examples),
+              "mode": "kfold", **extra, "folds": k, "pool_dev": cfg["pool_dev"]}
     atomic_write_text(trial_dir / "config.json", json.dumps(config, indent=2, ensure_ascii=False, default=str))
-    metrics = {"folds": fold_info, "mean": {metric: value}, "oof": {"em": merged["em"], "f1": merged["f1"]}}
+    oof_scores = {m: merged[m] for m in task.metrics(info)}
+    metrics = {"folds": fold_info, "mean": {metric: value}, "oof": oof_scores}
     atomic_write_text(trial_dir / "metrics.json", json.dumps(metrics, indent=2))
-    attrs = {"fold_scores": scores, "folds": fold_info, "oof_em": merged["em"], "oof_f1": merged["f1"]}
+    attrs = {"fold_scores": scores, "folds": fold_info, **{f"oof_{m}": v for m, v in oof_scores.items()}}
     return oof, value, attrs
 
 
@@ -1007,7 +929,8 @@ def run_search(comp: Competition, ws: Workspace, *, recipe: str | None = None, n
         seed=seed, new=new, echo=echo)
     cfg = setup.config
     scoring = "dev" if cfg["mode"] == "dev" else (
-        f"{cfg['folds']}-fold grouped{' (train+dev pooled)' if cfg['pool_dev'] else ''}")
+        f"{cfg['folds']}-fold {'grouped' if comp.task == 'qa' else 'stratified'}"
+        f"{' (train+dev pooled)' if cfg['pool_dev'] else ''}")
     echo(f"{'new' if created else 'resuming'} study '{setup.name}': recipe {cfg['recipe']}, {scoring} {cfg['metric']}, "
          f"{len(setup.train)} questions, sampler {cfg['sampler']['name']}, pruner {cfg['pruner']['name']}; "
          f"space: {', '.join(cfg['space']) or '(empty)'}")
@@ -1111,7 +1034,7 @@ def open_setup(ws: Workspace, name: str, comp: Competition, storage: str | None 
     config, url = load_config(ws, name, storage)
     recipe = with_checkpoint(get_recipe(config["recipe"], ws.root), config.get("model_path"))
     train, dev, splits = load_data(comp, config["mode"], config["pool_dev"])
-    fold_of = grouped_folds(train, int(config["folds"]), int(config["seed"]), splits) \
+    fold_of = get_task(comp.task).folds(train, int(config["folds"]), int(config["seed"]), splits) \
         if config["mode"] == "kfold" else None
     return SearchSetup(comp, ws, name, url, config, recipe, train, dev, splits, fold_of)
 
@@ -1250,7 +1173,7 @@ def refit(comp: Competition, ws: Workspace, study_name: str, trial: str | int = 
     """
     import shutil as _shutil
 
-    from harness.train import predict_run, train_qa
+    from harness.train import predict_run, train_model
 
     config, url = load_config(ws, study_name, storage)
     study = _optuna().load_study(study_name=study_name, storage=open_storage(url))
@@ -1260,7 +1183,7 @@ def refit(comp: Competition, ws: Workspace, study_name: str, trial: str | int = 
     run_config = _read_json(trial_dir / "config.json")
     params = dict(run_config.get("params") or {})
     if not params:  # folder gone: rebuild from the study
-        params = recipe.params({**config["overrides"], **t.params})
+        params = recipe.params({**config["overrides"], **t.params}, task=comp.task)
         params.update(t.user_attrs.get("decoding") or {})
     params["metric"] = config["metric"]
     pooled = config["mode"] == "kfold" and config["pool_dev"]
@@ -1284,9 +1207,9 @@ def refit(comp: Competition, ws: Workspace, study_name: str, trial: str | int = 
             p = {**params, "seed": int(seed)}
             echo(f"refit trial {t.number} seed {seed}: {len(train)} training questions"
                  f"{'' if dev is None else f', scored on {len(dev)} dev'} -> {run_dir}")
-            result = train_qa(recipe, p, train, run_dir, dev_examples=dev, lang=comp.lang, progress=progress,
-                              extra_config={"competition": comp.name, "study": study_name, "trial": t.number,
-                                            "refit": True, "pooled": pooled})
+            result = train_model(recipe, p, train, run_dir, dev_examples=dev, lang=comp.lang, progress=progress,
+                                 task=comp.task, extra_config={"competition": comp.name, "study": study_name,
+                                                               "trial": t.number, "refit": True, "pooled": pooled})
             if result.best:
                 echo(f"  dev {config['metric']} {result.best[config['metric']]:.2f} (epoch {result.best_epoch})")
             del result

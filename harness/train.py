@@ -4,13 +4,16 @@ A run directory holds everything one training produced::
 
     runs/NAME/
       config.json         recipe, checkpoint, hyperparameters, competition, data sizes
-      metrics.json        per-epoch loss and dev EM/F1, best epoch, timings
+      metrics.json        per-epoch loss and dev scores (the task's metrics), best epoch, timings
       train.log           the same as text lines
       model/              best model + tokenizer (save_pretrained)
-      logits/dev.npz      dev window logits of the best epoch (see artifacts.py)
+      logits/dev.npz      dev logits of the best epoch (see artifacts.py)
       logits/test.npz     written by `harness predict`
 
-Speed matters (search multiplies it): windows are grouped by length into batches padded only to
+The loop is the same for every task kind (``harness.task``): the task encodes examples into
+rows, names the training targets, predicts logits and scores them.
+
+Speed matters (search multiplies it): rows (QA windows, texts) are grouped by length into batches padded only to
 the longest window of the batch (rounded up to a multiple of 8), mixed precision is bf16 where
 the GPU supports it, AdamW is fused, batches are pinned on CUDA, and the loop never synchronises with the host
 except to log the loss every ``log_every`` steps.
@@ -28,13 +31,12 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from harness.artifacts import atomic_write_text, save_logits
-from harness.data.example import Example
+from harness.artifacts import atomic_write_text
+from harness.batching import PAD_MULTIPLE, collate, input_names, length_batches, to_device  # noqa: F401
 from harness.errors import HarnessError
-from harness.qa.windows import Windows, make_windows
+from harness.qa.task import evaluate_logits, predict_windows, qa_windows  # noqa: F401  (QA helpers, re-exported)
 from harness.recipes import Recipe
-
-PAD_MULTIPLE = 8
+from harness.task import get_task
 
 
 @dataclass
@@ -42,43 +44,9 @@ class RunResult:
     run_dir: Path
     history: list[dict] = field(default_factory=list)
     best_epoch: int | None = None
-    best: dict = field(default_factory=dict)  # dev scores of the best epoch ({"em", "f1"})
-    dev_logits: tuple | None = None  # (windows, start, end) of the best epoch
+    best: dict = field(default_factory=dict)  # dev scores of the best epoch (the task's metrics)
+    dev_logits: object | None = None  # LogitSet / ClassLogits of the best epoch
     loss_curve: list[float] = field(default_factory=list)  # training loss of every batch
-
-
-# ---- batching ---------------------------------------------------------------------------------
-
-def length_batches(lengths: np.ndarray, batch_size: int, shuffle: bool, rng: np.random.Generator | None,
-                   pool: int = 50) -> list[np.ndarray]:
-    """Index batches of similar length: shuffle, sort within pools of ``pool`` batches, shuffle batches."""
-    order = rng.permutation(len(lengths)) if shuffle else np.arange(len(lengths))
-    batches = []
-    span = batch_size * pool
-    for s in range(0, len(order), span):
-        chunk = order[s:s + span]
-        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
-    if shuffle:
-        batches = [batches[i] for i in rng.permutation(len(batches))]
-    return batches
-
-
-def collate(windows: Windows, rows: np.ndarray, labels: bool) -> dict[str, torch.Tensor]:
-    """Tensors for ``rows``, padded to the batch's longest window rounded up to ``PAD_MULTIPLE``."""
-    width = int(windows.lengths[rows].max())
-    width = min(windows.input_ids.shape[1], -(-width // PAD_MULTIPLE) * PAD_MULTIPLE)
-    batch = {
-        "input_ids": torch.from_numpy(windows.input_ids[rows, :width].astype(np.int64)),
-        "attention_mask": torch.from_numpy(
-            (np.arange(width)[None, :] < windows.lengths[rows, None]).astype(np.int64)),
-    }
-    if windows.token_type_ids is not None:
-        batch["token_type_ids"] = torch.from_numpy(windows.token_type_ids[rows, :width].astype(np.int64))
-    if labels:
-        batch["start_positions"] = torch.from_numpy(windows.start_positions[rows].astype(np.int64))
-        batch["end_positions"] = torch.from_numpy(windows.end_positions[rows].astype(np.int64))
-    return batch
 
 
 # ---- devices and precision ------------------------------------------------------------------
@@ -98,62 +66,6 @@ def make_accelerator(params: dict):
                        gradient_accumulation_steps=int(params.get("grad_accum", 1)))
 
 
-def input_names(model) -> frozenset[str]:
-    """The inputs a model's forward takes (e.g. no token_type_ids for DistilBERT).
-
-    Read from the plain model: a ``torch.compile``d module's forward is ``(*args, **kwargs)``.
-    """
-    import inspect
-
-    model = getattr(model, "_orig_mod", model)
-    return frozenset(inspect.signature(model.forward).parameters)
-
-
-def to_device(batch: dict, names: frozenset[str], device) -> dict:
-    """Keep the inputs the model takes and move them (pinned, so asynchronously, on CUDA)."""
-    if device.type == "cuda":
-        return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items() if k in names}
-    return {k: v.to(device) for k, v in batch.items() if k in names}
-
-
-# ---- prediction -----------------------------------------------------------------------------
-
-@torch.no_grad()
-def predict_windows(model, windows: Windows, batch_size: int = 64, accelerator=None,
-                    progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Start/end logits [n_windows, L] (float32); positions past a window's length are -1e4."""
-    from tqdm.auto import tqdm
-
-    device = accelerator.device if accelerator is not None else next(model.parameters()).device
-    model.eval()
-    names = input_names(model)
-    n, width = windows.input_ids.shape
-    start = np.full((n, width), -1e4, dtype=np.float32)
-    end = np.full((n, width), -1e4, dtype=np.float32)
-    pending = []
-    for rows in tqdm(length_batches(windows.lengths, batch_size, False, None), desc="predict", leave=False,
-                     disable=not progress, mininterval=1.0):
-        batch = to_device(collate(windows, rows, False), names, device)
-        with (accelerator.autocast() if accelerator is not None else torch.autocast(device.type, enabled=False)):
-            out = model(**batch)
-        pending.append((rows, out.start_logits.float(), out.end_logits.float()))
-        if len(pending) >= 16:  # copy back in groups: fewer host syncs
-            _flush(pending, start, end)
-    _flush(pending, start, end)
-    beyond = np.arange(width)[None, :] >= windows.lengths[:, None]
-    start[beyond] = -1e4
-    end[beyond] = -1e4
-    return start, end
-
-
-def _flush(pending, start, end):
-    for rows, s, e in pending:
-        w = s.shape[1]
-        start[rows, :w] = s.cpu().numpy()
-        end[rows, :w] = e.cpu().numpy()
-    pending.clear()
-
-
 # ---- the loop -------------------------------------------------------------------------------
 
 def set_seed(seed: int) -> None:
@@ -164,46 +76,26 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def qa_windows(tokenizer, examples: Sequence[Example], params: dict, train: bool, lang: str) -> Windows:
-    split_chars = params.get("split_chars")
-    if split_chars is None:
-        split_chars = lang == "zh"
-    return make_windows(
-        tokenizer, examples, max_length=int(params["max_length"]), doc_stride=int(params["doc_stride"]),
-        max_query_length=int(params["max_query_length"]), with_labels=train,
-        max_offset=params.get("max_offset") if train else None, seed=int(params["seed"]), split_chars=split_chars,
-    )
-
-
-def evaluate_logits(windows, start, end, examples, params) -> dict:
-    """Decode window logits into answers and score them against the examples' references."""
-    from harness.qa.decode import decode_windows
-    from harness.qa.metrics import qa_scores
-
-    preds = decode_windows(start, end, windows, examples, max_answer_length=int(params["max_answer_length"]),
-                           n_best=int(params["n_best"]), null_threshold=params.get("null_threshold"))
-    answers = preds.to_dict()
-    scores = qa_scores(answers, {ex.id: list(ex.answers) for ex in examples})
-    return {"em": scores["em"], "f1": scores["f1"], "answers": answers}
-
-
-def train_qa(recipe: Recipe, params: dict, train_examples: Sequence[Example], run_dir: str | Path,
-             dev_examples: Sequence[Example] | None = None, lang: str = "zh",
-             on_epoch: Callable[[int, dict], None] | None = None, progress: bool = True,
-             tokenizer_texts: Sequence[str] | None = None, extra_config: dict | None = None,
-             save_model: bool = True) -> RunResult:
-    """Train ``recipe`` with ``params`` and keep the best epoch (by dev ``metric``) in ``run_dir``.
+def train_model(recipe: Recipe, params: dict, train_examples: Sequence, run_dir: str | Path,
+                dev_examples: Sequence | None = None, lang: str = "zh",
+                on_epoch: Callable[[int, dict], None] | None = None, progress: bool = True,
+                tokenizer_texts: Sequence[str] | None = None, extra_config: dict | None = None,
+                save_model: bool = True, task: str = "qa", label_info: dict | None = None) -> RunResult:
+    """Train ``recipe`` with ``params`` on a ``task`` and keep the best epoch (by dev ``metric``) in ``run_dir``.
 
     ``on_epoch(epoch, scores)`` is called after each evaluated epoch (Optuna reports and prunes
     through it by raising) before the epoch's model is saved; ``save_model=False`` keeps no model
-    (k-fold members only need their logits). On CUDA out-of-memory the run restarts once per halving with half
+    (k-fold members only need their logits). ``label_info`` fixes the label set (k-fold members
+    share the whole set's, so their logits columns agree); by default it is read from
+    ``train_examples``. On CUDA out-of-memory the run restarts once per halving with half
     the batch and twice the gradient accumulation (same effective batch).
     """
     params = dict(params)
+    kind = get_task(task)
     while True:
         try:
-            return _train_once(recipe, params, train_examples, Path(run_dir), dev_examples, lang, on_epoch,
-                               progress, tokenizer_texts, extra_config or {}, save_model)
+            return _train_once(kind, recipe, params, train_examples, Path(run_dir), dev_examples, lang, on_epoch,
+                               progress, tokenizer_texts, extra_config or {}, save_model, label_info)
         except torch.cuda.OutOfMemoryError:
             if int(params["batch_size"]) <= 1:
                 raise HarnessError("CUDA out of memory even with batch size 1",
@@ -215,8 +107,11 @@ def train_qa(recipe: Recipe, params: dict, train_examples: Sequence[Example], ru
             torch.cuda.empty_cache()
 
 
-def _train_once(recipe, params, train_examples, run_dir, dev_examples, lang, on_epoch, progress,
-                tokenizer_texts, extra_config, save_model) -> RunResult:
+train_qa = train_model  # the QA spelling (task="qa" is the default)
+
+
+def _train_once(task, recipe, params, train_examples, run_dir, dev_examples, lang, on_epoch, progress,
+                tokenizer_texts, extra_config, save_model, label_info) -> RunResult:
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
@@ -227,22 +122,23 @@ def _train_once(recipe, params, train_examples, run_dir, dev_examples, lang, on_
     run_dir.mkdir(parents=True, exist_ok=True)
     model_dir = run_dir / "model"
     set_seed(int(params["seed"]))
+    info = label_info if label_info is not None else task.label_info(train_examples, params)
     texts = tokenizer_texts
     if texts is None and recipe.tokenizer == "train-wordpiece":
-        texts = _unique_texts(train_examples)
+        texts = task.tokenizer_texts(train_examples)
     tokenizer = load_tokenizer(recipe, params, texts=texts, out_dir=model_dir)
-    config = {"recipe": recipe.name, "checkpoint": recipe.checkpoint, "task": "qa", "lang": lang,
-              "params": params, "n_train": len(train_examples), "n_dev": len(dev_examples or []), **extra_config}
+    config = {"recipe": recipe.name, "checkpoint": recipe.checkpoint, "task": task.kind, "lang": lang,
+              "params": params, "label_info": info, "n_train": len(train_examples),
+              "n_dev": len(dev_examples or []), **extra_config}
     atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2, ensure_ascii=False, default=str))
 
-    train_w = qa_windows(tokenizer, train_examples, params, train=True, lang=lang)
-    dev_w = qa_windows(tokenizer, dev_examples, params, train=False, lang=lang) if dev_examples else None
-    if len(train_w) == 0:
-        raise HarnessError("no training windows: the training set has no answered questions")
+    train_w = task.encode(tokenizer, train_examples, params, True, lang, info)
+    dev_w = task.encode(tokenizer, dev_examples, params, False, lang, info) if dev_examples else None
 
     accelerator = make_accelerator(params)
     set_seed(int(params["seed"]))
-    model = build_model(recipe, params, tokenizer, task="qa")
+    model = build_model(recipe, params, tokenizer, task=task.kind, num_labels=task.num_labels(info),
+                        labels=info.get("labels"))
     bs, accum = int(params["batch_size"]), int(params.get("grad_accum", 1))
     steps_per_epoch = math.ceil(math.ceil(len(train_w) / bs) / accum)
     total_steps = steps_per_epoch * int(params["epochs"])
@@ -258,14 +154,19 @@ def _train_once(recipe, params, train_examples, run_dir, dev_examples, lang, on_
     scheduler = get_linear_schedule_with_warmup(optimizer, int(float(params["warmup_ratio"]) * total_steps),
                                                 total_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    names = input_names(accelerator.unwrap_model(model)) | {"start_positions", "end_positions"}
+    names = input_names(accelerator.unwrap_model(model)) | set(train_w.label_arrays())
     if params.get("compile") is True:
         model = torch.compile(model, dynamic=True)
 
     result = RunResult(run_dir=run_dir)
     rng = np.random.default_rng(int(params["seed"]))
     step, bad_epochs, best_key = 0, 0, None
-    metric = params.get("metric", "em")
+    metric_names = task.metrics(info)
+    metric = params.get("metric") or metric_names[0]
+    if metric not in metric_names:
+        raise HarnessError(f"metric '{metric}' is not one of this task's metrics",
+                           hint=f"use one of {', '.join(metric_names)} (competition.toml `metric`, or --metric)")
+    ranking = (metric, *[m for m in metric_names if m != metric])
     log = open(run_dir / "train.log", "a", encoding="utf-8")
     try:
         for epoch in range(1, int(params["epochs"]) + 1):
@@ -292,7 +193,7 @@ def _train_once(recipe, params, train_examples, run_dir, dev_examples, lang, on_
                     step += 1
                 if progress and (i % 20 == 0 or i == len(batches) - 1):
                     bar.set_postfix(loss=f"{torch.stack(step_losses[-20:]).mean().item():.3f}",
-                                    win_s=f"{seen / max(time.time() - t0, 1e-9):.0f}")
+                                    rows_s=f"{seen / max(time.time() - t0, 1e-9):.0f}")
                 if params.get("max_steps") and step >= int(params["max_steps"]):
                     break
             train_time = time.time() - t0
@@ -304,16 +205,16 @@ def _train_once(recipe, params, train_examples, run_dir, dev_examples, lang, on_
             improved = True
             if dev_w is not None:
                 t1 = time.time()
-                start, end = predict_windows(accelerator.unwrap_model(model), dev_w,
-                                             int(params.get("eval_batch_size", 64)), accelerator)
-                scores = evaluate_logits(dev_w, start, end, dev_examples, params)
-                entry.update(em=round(scores["em"], 4), f1=round(scores["f1"], 4), eval_s=round(time.time() - t1, 2))
-                key = (scores[metric], scores["f1"])
+                logits = task.predict(accelerator.unwrap_model(model), dev_w, info,
+                                      int(params.get("eval_batch_size", 64)), accelerator)
+                scores = task.evaluate(logits, dev_examples, params, info)
+                entry.update({m: round(scores[m], 4) for m in metric_names}, eval_s=round(time.time() - t1, 2))
+                key = tuple(scores[m] for m in ranking)
                 improved = best_key is None or key > best_key
                 if improved:
                     best_key = key
-                    result.best_epoch, result.best = epoch, {"em": scores["em"], "f1": scores["f1"]}
-                    result.dev_logits = (dev_w, start, end)
+                    result.best_epoch, result.best = epoch, {m: scores[m] for m in metric_names}
+                    result.dev_logits = logits
             result.history.append(entry)
             log.write(json.dumps(entry) + "\n")
             log.flush()
@@ -340,25 +241,14 @@ def _train_once(recipe, params, train_examples, run_dir, dev_examples, lang, on_
     if result.best_epoch is None:
         result.best_epoch = result.history[-1]["epoch"] if result.history else None
     if result.dev_logits is not None:
-        w, s, e = result.dev_logits
-        save_logits(run_dir / "logits" / "dev.npz", w, s, e, {"split": "dev", "run": run_dir.name,
-                                                            "epoch": result.best_epoch})
+        task.save_logits(run_dir / "logits" / "dev.npz", result.dev_logits,
+                         {"split": "dev", "run": run_dir.name, "epoch": result.best_epoch})
     metrics = {"best_epoch": result.best_epoch, "best": result.best, "history": result.history,
-               "train_windows": len(train_w), "total_s": round(time.time() - t_start, 2),
+               "train_rows": len(train_w), "total_s": round(time.time() - t_start, 2),
                "loss_curve": result.loss_curve}
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     _free(model, optimizer, accelerator)
     return result
-
-
-def _unique_texts(examples: Sequence[Example]) -> list[str]:
-    seen, out = set(), []
-    for ex in examples:
-        for t in (ex.context, ex.question):
-            if t not in seen:
-                seen.add(t)
-                out.append(t)
-    return out
 
 
 def _save_model(accelerator, model, tokenizer, model_dir: Path) -> None:
@@ -381,7 +271,8 @@ def _free(model, optimizer, accelerator) -> None:
 
 def load_run_model(run_dir: str | Path):
     """(model, tokenizer, config) of a finished run."""
-    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+    import transformers
+    from transformers import AutoTokenizer
 
     from harness.models import quiet_transformers
 
@@ -391,20 +282,22 @@ def load_run_model(run_dir: str | Path):
         raise HarnessError(f"run {run_dir} has no saved model", hint="train it first with `harness train`")
     config = json.loads((run_dir / "config.json").read_text())
     tok = AutoTokenizer.from_pretrained(str(run_dir / "model"))
-    model = AutoModelForQuestionAnswering.from_pretrained(str(run_dir / "model"))
+    model_class = getattr(transformers, get_task(config.get("task", "qa")).model_class)
+    model = model_class.from_pretrained(str(run_dir / "model"))
     return model, tok, config
 
 
-def predict_run(run_dir: str | Path, examples: Sequence[Example], split: str, batch_size: int | None = None,
+def predict_run(run_dir: str | Path, examples: Sequence, split: str, batch_size: int | None = None,
                 progress: bool = True) -> Path:
-    """Predict window logits of ``examples`` with a finished run; saves ``logits/<split>.npz``."""
+    """Predict the logits of ``examples`` with a finished run; saves ``logits/<split>.npz``."""
     run_dir = Path(run_dir)
     model, tokenizer, config = load_run_model(run_dir)
     params = config["params"]
-    windows = qa_windows(tokenizer, examples, params, train=False, lang=config.get("lang", "zh"))
+    task = get_task(config.get("task", "qa"))
+    info = config.get("label_info") or {}
+    rows = task.encode(tokenizer, examples, params, False, config.get("lang", "zh"), info)
     accelerator = make_accelerator(params)
     model = accelerator.prepare(model)
-    start, end = predict_windows(accelerator.unwrap_model(model), windows,
-                                 batch_size or int(params.get("eval_batch_size", 64)), accelerator, progress)
-    return save_logits(run_dir / "logits" / f"{split}.npz", windows, start, end,
-                       {"split": split, "run": run_dir.name})
+    logits = task.predict(accelerator.unwrap_model(model), rows, info,
+                          batch_size or int(params.get("eval_batch_size", 64)), accelerator, progress)
+    return task.save_logits(run_dir / "logits" / f"{split}.npz", logits, {"split": split, "run": run_dir.name})

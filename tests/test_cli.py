@@ -55,7 +55,7 @@ def test_init_writes_a_competition_and_counts_questions(tmp_path, demo_files):
     result = run("init", "mine", "--train", str(demo_files / "train.json"), "--dev", str(demo_files / "dev.json"),
                  "--test", str(demo_files / "test.json"), "--strip-commas", cwd=tmp_path)
     assert result.exit_code == 0, result.output
-    assert "(hw7, zh, metric em)" in result.output and "test 300" in result.output
+    assert "(qa, hw7, zh, metric em)" in result.output and "test 300" in result.output
     from harness.competition import load_competition
 
     comp = load_competition(tmp_path)

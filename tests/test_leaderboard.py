@@ -211,3 +211,67 @@ def test_cli_leaderboard_without_a_competition(tmp_path):
 
     result = runner.invoke(main, ["-w", str(tmp_path), "leaderboard", "compare", "all", "nope"])
     assert result.exit_code == 2 and "no leaderboard entry named 'nope'" in result.output
+
+
+_OLD_SCHEMA = """
+CREATE TABLE entries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, members TEXT NOT NULL,
+    created REAL NOT NULL, seq INTEGER NOT NULL, dev_n INTEGER, dev_em REAL, dev_f1 REAL,
+    public_em REAL, private_em REAL, test_n INTEGER, test_em REAL, test_f1 REAL,
+    dev_per_id TEXT, test_per_id TEXT, dev_predictions TEXT, test_predictions TEXT, extra TEXT
+);
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, kind TEXT NOT NULL, created REAL NOT NULL,
+    replaced INTEGER NOT NULL, dev_em REAL, dev_f1 REAL, public_em REAL, private_em REAL, test_em REAL, test_f1 REAL
+);
+"""
+
+
+def test_a_board_of_the_previous_schema_opens_and_keeps_working(tmp_path):
+    import json
+
+    path = tmp_path / "leaderboard" / "board.sqlite"
+    path.parent.mkdir()
+    ids = IDS[:4]
+    with sqlite3.connect(path) as con:
+        con.executescript(_OLD_SCHEMA)
+        for seq, (name, em) in enumerate([("old", [1, 0, 0, 0]), ("older", [1, 1, 0, 0])], 1):
+            f1 = [0.5 * e + 0.5 for e in em]
+            dev_em, dev_f1 = 25.0 * sum(em), 100 * sum(f1) / 4
+            con.execute("INSERT INTO events (name, kind, created, replaced, dev_em, dev_f1, public_em, private_em) "
+                        "VALUES (?, 'submission', ?, 0, ?, ?, 1.0, 2.0)", (name, seq, dev_em, dev_f1))
+            con.execute(
+                "INSERT INTO entries (name, kind, members, created, seq, dev_n, dev_em, dev_f1, public_em, "
+                "private_em, dev_per_id, dev_predictions, extra) "
+                "VALUES (?, 'submission', '[\"r\"]', ?, ?, 4, ?, ?, 1.0, 2.0, ?, ?, '{}')",
+                (name, seq, seq, dev_em, dev_f1, json.dumps({"ids": ids, "em": em, "f1": f1}),
+                 json.dumps({q: f"{name}-{q}" for q in ids})))
+    board = Leaderboard(path.parent)
+    df = board.entries()
+    assert list(df["name"]) == ["older", "old"] and list(df["em"]) == [50.0, 25.0]
+    assert df.loc[0, "f1"] == pytest.approx(75.0) and df.loc[0, "em_lo"] <= 50.0 <= df.loc[0, "em_hi"]
+    old = board.entry("old")
+    assert old["dev_per_id"][ids[0]] == (1.0, 1.0) and old["dev_predictions"][ids[1]] == "old-q001"
+    public = [q for q in ids if is_public(q)]
+    assert old["public_em"] == (100.0 * (ids[0] in public) / len(public) if public else None)  # recomputed
+    events = board.events()
+    assert list(events["dev_em"]) == [25.0, 50.0] and list(events["public_em"]) == [1.0, 1.0]
+    assert board.scheme.kind == "qa" and board.metrics == ("em", "f1")
+    assert list(board.compare("older", "old")["id"]) == ["q001"]
+    board.add_entry("new", dev_per_id=vec([1, 1, 1, 0], ids=ids))
+    assert list(board.entries()["name"]) == ["new", "older", "old"] and len(board.events()) == 3
+    with sqlite3.connect(path) as con:
+        columns = {r[1] for r in con.execute("PRAGMA table_info(entries)")}
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "dev_em" not in columns and "dev_metrics" in columns and {"meta", "entries", "events"} <= tables
+    assert not {"entries_v1", "events_v1"} & tables
+
+
+def test_qa_intervals_are_the_bootstrap_of_the_plain_means(board):
+    per_id = right_on(23, f1_wrong=0.4)
+    board.add_entry("a", dev_per_id=per_id)
+    row = board.entries().iloc[0]
+    boot = Bootstrap(sorted(IDS))
+    v, m = boot.vectors(per_id, 0)
+    (ci,) = boot.interval(boot.replicates(v[:, None], m[:, None]))
+    assert (row["em_lo"], row["em_hi"]) == pytest.approx((ci.lo, ci.hi))

@@ -50,6 +50,10 @@ class Windows:
     def __len__(self) -> int:
         return len(self.input_ids)
 
+    def label_arrays(self) -> dict[str, np.ndarray]:
+        """Training targets under the names the QA model's forward takes."""
+        return {"start_positions": self.start_positions, "end_positions": self.end_positions}
+
     @property
     def attention_mask(self) -> np.ndarray:
         return (np.arange(self.input_ids.shape[1])[None, :] < self.lengths[:, None]).astype(np.int8)

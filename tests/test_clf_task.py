@@ -1,0 +1,277 @@
+"""Classification as a task kind: folds, encoding, logit files, ensembles, scoring, and the whole
+CLI path (search on dev and 3-fold, two runs, a fitted ensemble, submission, leaderboard) on the
+generated review data with the offline ``tiny`` recipe."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from harness.artifacts import ClassLogits, load_class_logits, save_class_logits
+from harness.clf.ensemble import combine, ensemble_labels, fit_class_weights
+from harness.clf.example import TextExample
+from harness.clf.task import ClassificationTask
+from harness.errors import DataError, HarnessError
+from harness.folds import stratified_folds
+
+
+# ---- folds ----------------------------------------------------------------------------------
+
+def test_stratified_folds_balance_labels_and_keep_groups():
+    rng = np.random.default_rng(0)
+    labels = list(rng.choice(["a", "b", "c"], size=203, p=[0.6, 0.3, 0.1]))
+    folds = stratified_folds(labels, 5, seed=1)
+    assert sorted(set(folds)) == [0, 1, 2, 3, 4]
+    for lab in "abc":  # every label's count differs by at most one between folds
+        counts = [sum(1 for f, x in zip(folds, labels) if f == k and x == lab) for k in range(5)]
+        assert max(counts) - min(counts) <= 1, (lab, counts)
+    assert (stratified_folds(labels, 5, seed=1) == folds).all()
+    groups = [f"g{i // 4}" for i in range(203)]
+    gf = stratified_folds(labels, 5, seed=1, groups=groups)
+    for g in set(groups):
+        assert len({gf[i] for i in range(203) if groups[i] == g}) == 1
+    sizes = np.bincount(gf)
+    assert sizes.max() - sizes.min() <= 8
+    values = rng.normal(size=100)
+    rf = stratified_folds(values, 4, regression=True)
+    top = values > np.quantile(values, 0.8)  # the top quintile spreads over the folds
+    assert np.bincount(rf[top], minlength=4).min() >= 4
+    with pytest.raises(HarnessError, match="cannot make 5 folds"):
+        stratified_folds(["a", "b", "a"], 5)
+
+
+# ---- encoding -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def en_tokenizer(tmp_path_factory):
+    from harness.models import train_wordpiece
+
+    texts = ["the battery is great", "not good at all", "is it a cat", "a cat sat on the mat"]
+    return train_wordpiece(texts, 200, tmp_path_factory.mktemp("tok"))
+
+
+def test_encode_texts_pairs_truncation_and_targets(en_tokenizer):
+    from harness.clf.encode import encode_texts
+
+    exs = [TextExample("1", "the battery is great", "is it a cat", label="b"),
+           TextExample("2", "not good at all " * 20, "a cat", label="a")]
+    enc = encode_texts(en_tokenizer, exs, max_length=16, labels=["a", "b"])
+    assert enc.input_ids.shape == (2, 16) and list(enc.lengths) == [
+        len(en_tokenizer("the battery is great", "is it a cat")["input_ids"]), 16]
+    assert list(enc.labels) == [1, 0] and enc.labels.dtype == np.int64
+    # segment ids: 0 for [CLS] text [SEP], 1 for the pair
+    first = enc.token_type_ids[0, :enc.lengths[0]]
+    assert first[0] == 0 and first[-1] == 1 and set(first) == {0, 1}
+    ids = enc.input_ids[0, :enc.lengths[0]]
+    assert en_tokenizer.decode(ids, skip_special_tokens=True).replace(" ", "") == "thebatteryisgreatisitacat"
+    reg = encode_texts(en_tokenizer, [TextExample("1", "a cat", label=0.5)], 16, labels=None)
+    assert reg.labels.dtype == np.float32 and reg.labels[0] == 0.5
+    assert encode_texts(en_tokenizer, exs, 16, labels=False).labels is None
+    with pytest.raises(DataError, match="do not occur in the training data"):
+        encode_texts(en_tokenizer, exs, 16, labels=["a", "c"])
+
+
+def test_collate_keeps_float_targets_float(en_tokenizer):
+    from harness.batching import collate
+    from harness.clf.encode import encode_texts
+
+    reg = encode_texts(en_tokenizer, [TextExample("1", "a cat", label=0.25), TextExample("2", "the mat", label=2.0)],
+                       16, labels=None)
+    batch = collate(reg, np.array([0, 1]), True)
+    assert batch["labels"].dtype.is_floating_point and batch["labels"].tolist() == [0.25, 2.0]
+    assert batch["input_ids"].shape[1] == reg.input_ids.shape[1]  # padded to 8, but never past the array
+
+
+# ---- logit files, ensembles, scores --------------------------------------------------------
+
+def _member(rows, labels=("neg", "pos"), ids=None):
+    rows = np.asarray(rows, dtype=np.float32)
+    return ClassLogits(ids or [f"q{i}" for i in range(len(rows))], rows, list(labels) if labels else None, {})
+
+
+def test_class_logits_round_trip(tmp_path):
+    m = _member([[0.1, 2.0], [3.0, -1.0]])
+    path = save_class_logits(tmp_path / "x.npz", m, {"split": "dev"})
+    back = load_class_logits(path)
+    assert back.example_ids == m.example_ids and back.labels == ["neg", "pos"] and back.meta["split"] == "dev"
+    assert np.array_equal(back.logits, m.logits)
+    assert back.subset(["q1", "q0"]).logits.tolist() == [[3.0, -1.0], [0.10000000149011612, 2.0]]
+    with pytest.raises(HarnessError, match="no row"):
+        back.subset(["q9"])
+    np.savez(tmp_path / "bad.npz", meta=np.asarray(json.dumps({"format": "other"})))
+    with pytest.raises(HarnessError, match="not a classification logits file"):
+        load_class_logits(tmp_path / "bad.npz")
+
+
+def test_ensemble_of_one_is_the_member_and_spaces_differ():
+    a = _member([[0.0, 0.1], [2.0, 0.0]])
+    assert ensemble_labels([a], ["q0", "q1"]) == {"q0": "pos", "q1": "neg"}
+    # member b is very sure of neg on q0, a slightly prefers pos:
+    #   probs: a = (0.475, 0.525), b = (0.982, 0.018) -> mean (0.73, 0.27): neg
+    b = _member([[2.0, -2.0], [0.0, 1.0]])
+    both = combine([a, b], [0.5, 0.5], "prob")
+    pa = np.exp(a.logits) / np.exp(a.logits).sum(1, keepdims=True)
+    pb = np.exp(b.logits) / np.exp(b.logits).sum(1, keepdims=True)
+    assert np.allclose(both, (pa + pb) / 2)
+    assert ensemble_labels([a, b], ["q0"], space="prob") == {"q0": "neg"}
+    # weights 0/1 pick a member exactly
+    assert ensemble_labels([a, b], ["q0", "q1"], [1, 0]) == ensemble_labels([a], ["q0", "q1"])
+    # members are aligned by id, not by row
+    b_rev = ClassLogits(["q1", "q0"], b.logits[::-1].copy(), b.labels, {})
+    assert np.allclose(combine([a, b], None, "logprob")[:1], combine(
+        [m.subset(["q0"]) for m in (a, b_rev)], None, "logprob"))
+    with pytest.raises(HarnessError, match="different label sets"):
+        ensemble_labels([a, _member([[0, 1]], labels=("x", "y"))], ["q0"])
+
+
+def test_fit_class_weights_never_below_the_best_member():
+    rng = np.random.default_rng(3)
+    gold = rng.integers(0, 3, size=120)
+    noisy = lambda s: np.eye(3)[gold] * s + rng.normal(size=(120, 3))  # noqa: E731
+    members = [_member(noisy(s), labels=("0", "1", "2")) for s in (0.5, 1.0, 1.5)]
+    examples = [TextExample(f"q{i}", "t", label=str(g)) for i, g in enumerate(gold)]
+    for method in ("greedy", "optuna"):
+        w, report = fit_class_weights(members, examples, "accuracy", method)
+        assert report["ensemble"] >= report["best_single"] and w.sum() == pytest.approx(1.0)
+        assert report["members"][2] == max(report["members"])  # the least noisy member is the best one
+
+
+def test_task_scores_count_missing_predictions_wrong():
+    task = ClassificationTask()
+    exs = [TextExample(str(i), "t", label=lab) for i, lab in enumerate(["a", "b", "b", "a"])]
+    info = {"labels": ["a", "b"]}
+    assert task.score({"0": "a", "1": "b", "2": "b", "3": "a"}, exs, info)["accuracy"] == 100.0
+    s = task.score({"0": "a", "1": "b"}, exs, info)
+    assert s["accuracy"] == 50.0
+    # missing ids are scored as the other class: predictions a, b, a, b against gold a, b, b, a;
+    # binary F1 of "b": tp 1 (id 1), fp 1 (id 3), fn 1 (id 2) -> 2 / (2 + 1 + 1)
+    assert s["f1"] == pytest.approx(100 * 2 / 4)
+    reg = [TextExample(str(i), "t", label=float(v)) for i, v in enumerate([1.0, 2.0, 3.0])]
+    out = task.score({"0": 1.5, "1": 2.5, "2": 3.5}, reg, {"labels": None})
+    assert out["pearson"] == pytest.approx(100.0) and out["combined"] == pytest.approx(100.0)
+    assert task.metrics({"labels": None})[0] == "pearson"
+    assert task.metrics({"labels": ["a", "b", "c"]}) == ("accuracy", "macro_f1", "mcc")
+
+
+# ---- the whole path through the CLI ---------------------------------------------------------
+
+FAST = ["--set", "epochs=2", "--set", "max_steps=12", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def clf_ws(tmp_path_factory):
+    """A 3-class review competition (360 train / 120 dev / 90 test), scored by MCC; one torch thread."""
+    import torch
+
+    from harness.clf.demo import generate_clf_demo
+    from harness.competition import init_competition
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("clf-ws")
+    p = generate_clf_demo(root / "data", seed=1, n_train=360, n_dev=120, n_test=90)
+    init_competition("reviews", root, str(p["train"]), str(p["dev"]), str(p["test"]), str(p["test_gold"]),
+                     layout="csv", lang="en", metric="mcc", task="classification")
+    yield root
+    torch.set_num_threads(before)
+
+
+def _cli(ws: Path, *args: str):
+    from harness.cli import main
+
+    result = CliRunner().invoke(main, ["-w", str(ws), "-c", str(ws), *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_classification_search_ensemble_submit_leaderboard(clf_ws):
+    from harness.artifacts import load_class_logits
+    from harness.clf.metrics import clf_scores
+    from harness.competition import load_competition
+    from harness.leaderboard import Leaderboard
+    from harness.search import load_study
+    from harness.workspace import Workspace
+
+    comp = load_competition(clf_ws)
+    train_ids = [ex.id for ex in comp.examples("train")]
+    dev_ids = [ex.id for ex in comp.examples("dev")]
+
+    # dev search: the objective is the competition's metric; QA-only parameters are never sampled
+    out = _cli(clf_ws, "search", "-r", "tiny", "--trials", "2", *FAST).output
+    assert "mcc" in out and "best: trial" in out
+    study = load_study(Workspace(clf_ws), "tiny-dev")
+    assert len(study.trials) == 2 and "doc_stride" not in study.trials[0].params
+    dev_logits = load_class_logits(clf_ws / "studies" / "tiny-dev" / "trials" / "0000" / "logits" / "dev.npz")
+    assert dev_logits.example_ids == dev_ids and dev_logits.logits.shape == (120, 3)
+    assert dev_logits.labels == ["negative", "neutral", "positive"]
+    attrs = study.trials[0].user_attrs
+    assert {"mcc", "accuracy", "macro_f1"} <= set(attrs) and study.trials[0].value == attrs["mcc"]
+
+    # 3-fold search: stratified folds, out-of-fold logits cover every training example exactly once
+    _cli(clf_ws, "search", "-r", "tiny", "--trials", "1", "--folds", "3", *FAST)
+    trial = clf_ws / "studies" / "tiny-3fold" / "trials" / "0000"
+    oof = load_class_logits(trial / "logits" / "oof.npz")
+    assert oof.example_ids == train_ids and np.isfinite(oof.logits).all()
+    assert (np.abs(oof.logits).sum(1) > 0).all()  # every row was written by its held-out fold
+    fold_of = np.asarray(oof.meta["fold_of"])
+    labels = [ex.label for ex in comp.examples("train")]
+    for lab in set(labels):
+        counts = [sum(1 for f, x in zip(fold_of, labels) if f == k and x == lab) for k in range(3)]
+        assert max(counts) - min(counts) <= 1
+    metrics = json.loads((trial / "metrics.json").read_text())
+    assert len(metrics["folds"]) == 3 and set(metrics["oof"]) == {"accuracy", "macro_f1", "mcc"}
+
+    # two runs, an ensemble with weights fitted on dev, one submission per entry
+    _cli(clf_ws, "train", "-r", "tiny", "--name", "a", "--set", "epochs=2")
+    _cli(clf_ws, "train", "-r", "tiny", "--name", "b", "--set", "epochs=2", "--set", "seed=7")
+    _cli(clf_ws, "submit", "--run", "a", "--name", "only-a")
+    out = _cli(clf_ws, "submit", "--runs", "a,b", "--fit-weights", "--name", "ab").output
+    assert "dev accuracy" in out and "MCC" in out
+    rows = _read_csv(clf_ws / "submissions" / "ab.csv")
+    assert list(rows[0]) == ["id", "label"]
+    assert [r["id"] for r in rows] == [ex.id for ex in comp.examples("test")]
+    assert {r["label"] for r in rows} <= {"negative", "neutral", "positive"}
+    assert (clf_ws / "result.csv").read_bytes() == (clf_ws / "submissions" / "ab.csv").read_bytes()
+    sidecar = json.loads((clf_ws / "submissions" / "ab.json").read_text())
+    report = sidecar["fit_report"]
+    assert report["ensemble"] >= report["best_single"]
+    # the sidecar's test figures are what the CSV scores against the gold file
+    gold = {ex.id: ex.label for ex in comp.examples("test_gold")}
+    names = ["negative", "neutral", "positive"]
+    pred = [names.index(r["label"]) for r in rows]
+    truth = [names.index(gold[r["id"]]) for r in rows]
+    assert sidecar["test"]["mcc"] == pytest.approx(clf_scores(pred, truth, 3)["mcc"])
+
+    # the leaderboard ranks by the competition's metric and shows it
+    board = Leaderboard.for_workspace(Workspace(clf_ws))
+    df = board.entries()
+    assert set(df["name"]) == {"only-a", "ab"} and "mcc" in df.columns and "accuracy" in df.columns
+    assert list(df["mcc"]) == sorted(df["mcc"], reverse=True)
+    assert df.set_index("name").loc["ab", "test_mcc"] == pytest.approx(sidecar["test"]["mcc"])
+    assert df.set_index("name").loc["ab", "mcc"] == pytest.approx(sidecar["validation"]["mcc"])
+    out = _cli(clf_ws, "leaderboard").output
+    assert "MCC" in out and "ab" in out and "only-a" in out
+
+
+CLF_DEMO_FLOOR = 65.0  # tiny recipe, 8 epochs: dev accuracy ~80; the majority class is 40%
+
+
+@pytest.mark.slow
+def test_classification_demo_learns(tmp_path):
+    out = _cli(tmp_path, "demo", "--task", "classification", "--quiet").output
+    sidecar = json.loads((tmp_path / "submissions" / "demo-clf-tiny.json").read_text())
+    assert sidecar["validation"]["accuracy"] >= CLF_DEMO_FLOOR, out
+    assert sidecar["test"]["accuracy"] >= CLF_DEMO_FLOOR, out
+    assert (tmp_path / "result.csv").read_text().startswith("id,label")
