@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 # CPU build by default (a local wheel on the course machines); on a GPU box: make TORCH=torch
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo demo-clf test test-fast bench clean
 
 install: $(VENV)/.installed
 
@@ -17,6 +17,9 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	$(VENV)/bin/harness demo
+
+demo-clf: install
+	$(VENV)/bin/harness -w demo-clf demo --task classification
 
 test: install
 	$(PY) -m pytest -q

@@ -122,7 +122,7 @@ def train(ctx, recipe, overrides, model_path, name, no_dev):
 @pass_ctx
 @_friendly
 def predict(ctx, run, split):
-    """Save a run's window logits for a split (runs/NAME/logits/SPLIT.npz)."""
+    """Save a run's logits for a split (runs/NAME/logits/SPLIT.npz)."""
     from harness.pipeline import predict_split
 
     path = predict_split(ctx.competition, ctx.workspace, run, split)
@@ -144,7 +144,7 @@ def predict(ctx, run, split):
 @pass_ctx
 @_friendly
 def submit(ctx, run, runs, name, weights, fit, agg, space, split):
-    """Ensemble runs' span logits into submissions/NAME.csv and copy it to result.csv."""
+    """Ensemble runs' logits (spans or classes) into submissions/NAME.csv and copy it to result.csv."""
     from harness.pipeline import submit as do_submit
 
     members = [r.strip() for r in (runs or "").split(",") if r.strip()] + ([run] if run else [])
@@ -169,15 +169,31 @@ def submit(ctx, run, runs, name, weights, fit, agg, space, split):
 @click.argument("pred", type=click.Path(exists=True, dir_okay=False))
 @click.option("--gold", required=True, type=click.Path(exists=True, dir_okay=False), help="file with the answers")
 @click.option("--layout", type=click.Choice(["hw7", "squad", "csv", "jsonl"]), help="gold layout (default: detected)")
-@click.option("--id-column", default="ID", show_default=True)
-@click.option("--answer-column", default="Answer", show_default=True)
+@click.option("--task", type=click.Choice(["qa", "classification"]), default="qa", show_default=True)
+@click.option("--id-column", help="submission id column (default: ID for QA, id for classification)")
+@click.option("--answer-column", help="submission answer/label column (default: Answer for QA, label for "
+              "classification)")
+@click.option("--text-column", default="text", show_default=True, help="classification: the gold file's text column")
+@click.option("--label-column", default="label", show_default=True,
+              help="classification: the gold file's label column")
+@click.option("--regression", is_flag=True, help="classification: numeric labels")
 @_friendly
-def score(pred, gold, layout, id_column, answer_column):
-    """Score a submission CSV against a gold file: EM, F1, counts, missing/extra/duplicate ids."""
-    from harness.data import read_examples
-    from harness.scoring import score_file
+def score(pred, gold, layout, task, id_column, answer_column, text_column, label_column, regression):
+    """Score a submission CSV against a gold file: EM/F1 (QA) or accuracy/F1/MCC/... (classification),
+    counts, missing/extra/duplicate ids."""
+    if task == "classification":
+        from harness.clf.readers import read_texts
+        from harness.scoring import score_label_file
 
-    report = score_file(pred, read_examples(gold, layout=layout), id_column=id_column, answer_column=answer_column)
+        examples = read_texts(gold, layout=layout, text_column=text_column, label_column=label_column,
+                              regression=regression)
+        report = score_label_file(pred, examples, id_column=id_column or "id", label_column=answer_column or "label")
+    else:
+        from harness.data import read_examples
+        from harness.scoring import score_file
+
+        report = score_file(pred, read_examples(gold, layout=layout), id_column=id_column or "ID",
+                            answer_column=answer_column or "Answer")
     click.echo(report.format())
 
 

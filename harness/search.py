@@ -722,7 +722,8 @@ def run_trial(setup: SearchSetup, trial) -> float:
         grid = decoding_grid(cfg.get("decoding_space", {}), params, scored)
         tuned = tune_decoding(logits, scored, grid, metric, base=params)
         attrs.update(decoding=tuned["params"], decoded_em=tuned["em"], decoded_f1=tuned["f1"])
-    if tuned is not None and tuned[metric] > tuned["base"][metric]:  # predict/submit/refit of this trial use the tuned decoding
+    # predict/submit/refit of this trial use the tuned decoding
+    if tuned is not None and tuned[metric] > tuned["base"][metric]:
         config_path = partial / "config.json"
         run_config = _read_json(config_path)
         run_config["params"] = {**run_config.get("params", params), **tuned["params"]}

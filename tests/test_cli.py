@@ -1,6 +1,5 @@
 """The CLI as a user types it: help texts, one-line errors with hints, init/score round trips."""
 
-import json
 import os
 import subprocess
 import sys

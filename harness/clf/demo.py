@@ -36,11 +36,11 @@ private board). Texts never repeat across or within splits. Output is byte-ident
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
-import json
 import random
 from pathlib import Path
+
+from harness.data.generated import is_stale, write_generated
 
 CLF_DEMO_VERSION = 1
 MANIFEST = "clf_demo_manifest.json"
@@ -226,30 +226,14 @@ def _csv_bytes(rows: list[dict], columns: tuple[str, ...]) -> bytes:
 
 # ---- files and manifest --------------------------------------------------------------------------------
 
-def _manifest(seed: int, sizes: dict, hashes: dict | None = None, noisy: int | None = None) -> dict:
-    return {"version": CLF_DEMO_VERSION, "seed": seed, "sizes": sizes, "noisy_train_labels": noisy,
-            "files": hashes or {}}
+def _params(seed: int, n_train: int, n_dev: int, n_test: int) -> dict:
+    return {"version": CLF_DEMO_VERSION, "seed": seed, "sizes": {"train": n_train, "dev": n_dev, "test": n_test}}
 
 
 def clf_demo_is_stale(out_dir: str | Path, seed: int = 0, n_train: int = 2000, n_dev: int = 400,
                       n_test: int = 400) -> bool:
     """True unless ``out_dir`` holds classification demo files of this version, seed and sizes, unmodified."""
-    out_dir = Path(out_dir)
-    try:
-        manifest = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return True
-    wanted = _manifest(seed, {"train": n_train, "dev": n_dev, "test": n_test})
-    if any(manifest.get(k) != wanted[k] for k in ("version", "seed", "sizes")):
-        return True
-    files = manifest.get("files") or {}
-    if set(files) != set(SPLIT_FILES.values()):
-        return True
-    for name, digest in files.items():
-        path = out_dir / name
-        if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
-            return True
-    return False
+    return is_stale(out_dir, MANIFEST, _params(seed, n_train, n_dev, n_test), SPLIT_FILES.values())
 
 
 def generate_clf_demo(out_dir: str | Path, seed: int = 0, n_train: int = 2000, n_dev: int = 400,
@@ -270,12 +254,7 @@ def generate_clf_demo(out_dir: str | Path, seed: int = 0, n_train: int = 2000, n
     full = ("id", "text", "label")
     blobs = {"train.csv": _csv_bytes(train, full), "dev.csv": _csv_bytes(dev, full),
              "test.csv": _csv_bytes(test, ("id", "text")), "test_gold.csv": _csv_bytes(test, full)}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, blob in blobs.items():
-        (out_dir / name).write_bytes(blob)
-    hashes = {name: hashlib.sha256(blob).hexdigest() for name, blob in blobs.items()}
-    manifest = _manifest(seed, {"train": n_train, "dev": n_dev, "test": n_test}, hashes, noisy)
-    paths["manifest"].write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_generated(out_dir, blobs, MANIFEST, {**_params(seed, n_train, n_dev, n_test), "noisy_train_labels": noisy})
     return paths
 
 

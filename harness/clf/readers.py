@@ -38,7 +38,7 @@ _HF_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 _INT = re.compile(r"[+-]?\d+")
 _SHOW = 5  # offending rows listed in an error message
 _COLUMN_HINT = ("name the columns with text_column= / text_pair_column= / label_column= / id_column= "
-                "(CLI: --text-column, --text-pair-column, --label-column, --id-column); if the file has no "
+                "(CLI: --text-column, --text-pair-column, --label-column, --input-id-column); if the file has no "
                 "header row, name its columns with columns=\"a,b,c\" (--columns)")
 _TEXT_GUESSES = ("text", "sentence", "review", "content", "comment", "body", "sentence1", "question",
                  "premise", "text_a")

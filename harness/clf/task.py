@@ -68,7 +68,8 @@ class ClassificationTask:
         return encode_texts(tokenizer, examples, int(params["max_length"]), labels=with_labels)
 
     # ---- logits
-    def predict(self, model, rows, info: dict, batch_size: int, accelerator=None, progress: bool = False) -> ClassLogits:
+    def predict(self, model, rows, info: dict, batch_size: int, accelerator=None,
+                progress: bool = False) -> ClassLogits:
         out = None
         for idx, logits in forward_batches(model, rows, batch_size, accelerator, progress):
             if out is None:

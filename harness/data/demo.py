@@ -30,11 +30,12 @@ version and file hashes so that :func:`generate_demo` skips work when the files 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from harness.data.generated import is_stale, write_generated
 
 DEMO_VERSION = 1
 MANIFEST = "demo_manifest.json"
@@ -319,30 +320,14 @@ def _dump(obj: dict) -> bytes:
     return (json.dumps(obj, ensure_ascii=False, indent=4) + "\n").encode("utf-8")
 
 
-def _manifest(seed: int, sizes: dict, hashes: dict | None = None) -> dict:
-    return {"version": DEMO_VERSION, "seed": seed, "sizes": sizes, "files": hashes or {}}
+def _params(seed: int, n_train: int, n_dev: int, n_test: int) -> dict:
+    return {"version": DEMO_VERSION, "seed": seed, "sizes": {"train": n_train, "dev": n_dev, "test": n_test}}
 
 
 def demo_is_stale(out_dir: str | Path, seed: int = 0, n_train: int = 1500, n_dev: int = 300,
                   n_test: int = 300) -> bool:
     """True unless ``out_dir`` holds demo files of this version, seed and sizes, unmodified."""
-    out_dir = Path(out_dir)
-    try:
-        manifest = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return True
-    sizes = {"train": n_train, "dev": n_dev, "test": n_test}
-    if {k: manifest.get(k) for k in ("version", "seed", "sizes")} != {
-            k: v for k, v in _manifest(seed, sizes).items() if k != "files"}:
-        return True
-    files = manifest.get("files") or {}
-    if set(files) != set(SPLIT_FILES.values()):
-        return True
-    for name, digest in files.items():
-        path = out_dir / name
-        if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
-            return True
-    return False
+    return is_stale(out_dir, MANIFEST, _params(seed, n_train, n_dev, n_test), SPLIT_FILES.values())
 
 
 def generate_demo(out_dir: str | Path, seed: int = 0, n_train: int = 1500, n_dev: int = 300,
@@ -361,12 +346,7 @@ def generate_demo(out_dir: str | Path, seed: int = 0, n_train: int = 1500, n_dev
     test = _split(rng, n_test, seen)
     blobs = {"train.json": _dump(train), "dev.json": _dump(dev), "test.json": _dump(_unlabelled(test)),
              "test_gold.json": _dump(test)}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, blob in blobs.items():
-        (out_dir / name).write_bytes(blob)
-    hashes = {name: hashlib.sha256(blob).hexdigest() for name, blob in blobs.items()}
-    manifest = _manifest(seed, {"train": n_train, "dev": n_dev, "test": n_test}, hashes)
-    paths["manifest"].write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_generated(out_dir, blobs, MANIFEST, _params(seed, n_train, n_dev, n_test))
     return paths
 
 
