@@ -225,8 +225,9 @@ def demo(ctx, recipe, overrides, seed, task, quiet):
 
 def _scores(scores: dict) -> str:
     """``{"em": 12.3, "f1": 45.6}`` -> "EM 12.30 F1 45.60"."""
-    names = {"accuracy": "accuracy", "macro_f1": "macro-F1", "combined": "combined"}
-    return " ".join(f"{names.get(k, k.upper())} {v:.2f}" for k, v in scores.items())
+    from harness.scoring import metric_label
+
+    return " ".join(f"{metric_label(k)} {v:.2f}" for k, v in scores.items())
 
 
 # Commands that live beside their feature (search, leaderboard) register themselves here.

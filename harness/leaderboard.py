@@ -69,6 +69,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
+from harness.scoring import metric_label  # noqa: F401  (re-exported)
 
 FILENAME = "board.sqlite"
 KINDS = ("submission", "run")
@@ -114,15 +115,6 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 _METRIC_COLUMNS = ("dev_metrics", "public_metrics", "private_metrics", "test_metrics")
-
-_LABELS = {"em": "EM", "f1": "F1", "mcc": "MCC", "accuracy": "Acc", "macro_f1": "Macro-F1",
-           "pearson": "Pearson", "spearman": "Spearman", "combined": "Combined"}
-
-
-def metric_label(metric: str) -> str:
-    """How a metric is written in headers: EM, F1, MCC, Acc, Macro-F1, Pearson, ..."""
-    return _LABELS.get(metric, metric.upper() if len(metric) <= 3 else metric.replace("_", " ").title())
-
 
 # --------------------------------------------------------------------------- public/private split
 def is_public(qid: str, salt: str = PUBLIC_SALT) -> bool:

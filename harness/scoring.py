@@ -19,6 +19,14 @@ from harness.submit import read_submission
 
 SHOW_IDS = 10  # ids listed per category by ScoreReport.format()
 
+_LABELS = {"em": "EM", "f1": "F1", "mcc": "MCC", "accuracy": "Acc", "macro_f1": "Macro-F1",
+           "pearson": "Pearson", "spearman": "Spearman", "combined": "Combined"}
+
+
+def metric_label(metric: str) -> str:
+    """How a metric is written in headers and summaries: EM, F1, MCC, Acc, Macro-F1, Pearson, ..."""
+    return _LABELS.get(metric, metric.upper() if len(metric) <= 3 else metric.replace("_", " ").title())
+
 
 @dataclass
 class ScoreReport:
@@ -37,9 +45,8 @@ class ScoreReport:
 
     def format(self) -> str:
         """The lines the CLI prints, joined with newlines."""
-        names = {"em": "EM", "f1": "F1", "mcc": "MCC", "macro_f1": "macro-F1"}
         unit = "questions" if set(self.scores) == {"em", "f1"} else "examples"
-        lines = [f"{names.get(k, k):<3} {v:.2f}" for k, v in self.scores.items()]
+        lines = [f"{metric_label(k):<3} {v:.2f}" for k, v in self.scores.items()]
         lines.append(f"{unit}: {self.n_gold} gold, {self.n_scored} with a prediction")
         for label, ids in (("missing predictions", self.missing_ids),
                            ("ids not in gold (ignored)", self.extra_ids),

@@ -237,7 +237,7 @@ def test_classification_search_ensemble_submit_leaderboard(clf_ws):
     _cli(clf_ws, "train", "-r", "tiny", "--name", "b", "--set", "epochs=2", "--set", "seed=7")
     _cli(clf_ws, "submit", "--run", "a", "--name", "only-a")
     out = _cli(clf_ws, "submit", "--runs", "a,b", "--fit-weights", "--name", "ab").output
-    assert "dev accuracy" in out and "MCC" in out
+    assert "dev Acc" in out and "MCC" in out
     rows = _read_csv(clf_ws / "submissions" / "ab.csv")
     assert list(rows[0]) == ["id", "label"]
     assert [r["id"] for r in rows] == [ex.id for ex in comp.examples("test")]
@@ -316,7 +316,47 @@ def test_score_label_file_counts_missing_and_unknown_labels_wrong(tmp_path):
     assert report.missing_ids == ["r3"] and report.extra_ids == ["r9"] and report.duplicate_ids == ["r0"]
     assert any("meh" in p for p in report.problems)
     text = report.format()
-    assert "accuracy 50.00" in text and "examples: 4 gold, 3 with a prediction" in text
+    assert "Acc 50.00" in text and "examples: 4 gold, 3 with a prediction" in text
     reg = [TextExample(f"r{i}", "t", label=float(i)) for i in range(3)]
     sub.write_text("id,label\nr0,0.5\nr1,1.5\nr2,2.5\n", encoding="utf-8")
     assert score_label_file(sub, reg).scores["pearson"] == pytest.approx(100.0)
+
+
+@pytest.mark.slow
+def test_regression_competition_trains_submits_and_ranks_by_pearson(tmp_path):
+    """STS-B-like: numeric labels -> one-output head, MSE loss, Pearson/Spearman, float submissions."""
+    import random
+
+    from harness.competition import init_competition
+
+    rng = random.Random(0)
+    words = ["good", "bad", "fine", "great", "poor", "nice"]
+    score = {"good": 1.0, "bad": -1.0, "fine": 0.2, "great": 2.0, "poor": -1.5, "nice": 0.8}
+
+    def rows(n, start):
+        out = []
+        for i in range(n):
+            a, b = rng.sample(words, 2)
+            out.append((f"s{start + i}", f"the food was {a}", f"the service was {b}", score[a] + score[b]))
+        return out
+
+    for name, data in (("train", rows(160, 0)), ("dev", rows(40, 1000))):
+        with open(tmp_path / f"{name}.csv", "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["id", "sentence1", "sentence2", "score"])
+            w.writerows(data)
+    init_competition("sts", tmp_path, str(tmp_path / "train.csv"), str(tmp_path / "dev.csv"), str(tmp_path / "dev.csv"),
+                     layout="csv", lang="en", metric="pearson", task="classification",
+                     options={"text_column": "sentence1", "text_pair_column": "sentence2", "label_column": "score",
+                              "regression": True})
+    out = _cli(tmp_path, "train", "-r", "tiny", "--name", "r", "--set", "epochs=2").output
+    assert "dev Pearson" in out and "Spearman" in out
+    config = json.loads((tmp_path / "runs" / "r" / "config.json").read_text())
+    assert config["label_info"] == {"labels": None}
+    dev = load_class_logits(tmp_path / "runs" / "r" / "logits" / "dev.npz")
+    assert dev.logits.shape == (40, 1) and dev.labels is None
+    _cli(tmp_path, "submit", "--run", "r", "--name", "r")
+    rows_out = _read_csv(tmp_path / "submissions" / "r.csv")
+    assert len(rows_out) == 40 and all(float(r["label"]) == pytest.approx(v) for r, v in zip(rows_out, dev.logits[:, 0]))
+    board = _cli(tmp_path, "leaderboard").output
+    assert "Pearson" in board
