@@ -192,7 +192,12 @@ def init_competition(name: str, root: str | Path, train: str, dev: str | None = 
     files = {"train": train, "dev": dev, "test": test, "test_gold": test_gold}
     files = {k: v for k, v in files.items() if v}
     if layout is None:
-        layout = _guess_layout(train)
+        if task == "classification":
+            from harness.clf.readers import detect_text_layout
+
+            layout = detect_text_layout(train)
+        else:
+            layout = _guess_layout(train)
     if layout != "hf":
         for split, f in files.items():
             if not Path(f).expanduser().exists():

@@ -1,4 +1,4 @@
-"""Hyperparameter search over a recipe's space with Optuna: dev or grouped k-fold scoring.
+"""Hyperparameter search over a recipe's space with Optuna: dev or k-fold scoring, for any task kind.
 
 One study per folder::
 
@@ -16,11 +16,13 @@ Design, in short:
   scores (k-fold), never the last evaluation. Each epoch (dev) or fold (k-fold) is reported to
   the pruner. Trial 0 of a new study is the recipe defaults (enqueued), so the best trial is
   never worse than the defaults on the search's own data.
-* **Folds** are grouped (no paragraph/context in two folds) and balanced by question count,
-  deterministic for a seed. Every k-fold trial writes one merged out-of-fold ``LogitSet``
-  covering every pooled example exactly once.
-* **Decoding-only parameters** (``max_answer_length``, ``n_best``, ``null_threshold``) are not
+* **Folds** come from the task (``harness.folds``): QA folds are grouped (no paragraph/context
+  in two folds) and balanced by question count; classification folds are stratified by label
+  (grouped by a group column when there is one). Deterministic for a seed. Every k-fold trial
+  writes one merged out-of-fold logits file covering every pooled example exactly once.
+* **Decoding-only parameters** (QA: ``max_answer_length``, ``n_best``, ``null_threshold``) are not
   sampled: they are tuned on each finished trial's saved logits (:func:`tune_decoding`).
+  Parameters a task ignores (QA windowing for classification) are never sampled.
 * **Storage**: SQLite for one worker, Optuna's journal file for ``--n-jobs`` > 1 (SQLite is not
   made for parallel writers), or any ``--storage`` URL. The search configuration (recipe,
   overrides, space, folds, sampler + seed, pruner) lives in the study's user attrs; the same

@@ -360,3 +360,28 @@ def test_regression_competition_trains_submits_and_ranks_by_pearson(tmp_path):
     assert len(rows_out) == 40 and all(float(r["label"]) == pytest.approx(v) for r, v in zip(rows_out, dev.logits[:, 0]))
     board = _cli(tmp_path, "leaderboard").output
     assert "Pearson" in board
+
+
+def test_init_classification_competition_from_the_cli(tmp_path):
+    from harness.cli import main
+    from harness.competition import load_competition
+
+    (tmp_path / "t.json").write_text('[{"id": "a", "text": "good", "label": "1"}, '
+                                     '{"id": "b", "text": "bad", "label": "0"}]', encoding="utf-8")
+    (tmp_path / "p.tsv").write_text("x\tgood one\t1\ny\tbad one\t0\n", encoding="utf-8")
+    r = CliRunner().invoke(main, ["-w", str(tmp_path), "init", "j", "--task", "classification", "--train",
+                                  str(tmp_path / "t.json"), "--lang", "en"])
+    assert r.exit_code == 0, r.output
+    comp = load_competition(tmp_path)
+    assert (comp.task, comp.layout, comp.metric, comp.id_column, comp.answer_column) == (
+        "classification", "jsonl", "accuracy", "id", "label")
+    r = CliRunner().invoke(main, ["-w", str(tmp_path), "init", "p", "--task", "classification", "--train",
+                                  str(tmp_path / "p.tsv"), "--columns", "id,text,label", "--metric", "mcc"])
+    assert r.exit_code == 0, r.output
+    assert [ex.label for ex in load_competition(tmp_path).examples("train")] == ["1", "0"]
+    r = CliRunner().invoke(main, ["-w", str(tmp_path), "init", "q", "--train", str(tmp_path / "t.json"),
+                                  "--text-column", "text"])
+    assert r.exit_code == 2 and "classification option" in r.output and "--task classification" in r.output
+    r = CliRunner().invoke(main, ["-w", str(tmp_path), "init", "p", "--task", "classification", "--train",
+                                  str(tmp_path / "p.tsv"), "--columns", "id,text,label", "--metric", "em"])
+    assert r.exit_code == 2 and "not a classification metric" in r.output
