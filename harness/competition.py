@@ -39,6 +39,9 @@ TSV, JSONL or a Hugging Face dataset, names its columns under ``[options]`` and 
     id_column = "id"
     answer_column = "label"
 
+    # [submission.label_map] (optional) renames the data's labels in the CSV only, e.g. for MNLI
+    # read from the Hub: "0" = "entailment", "1" = "neutral", "2" = "contradiction"
+
     [options]
     columns = "source,label,mark,sentence"   # header-less file
     text_column = "sentence"
@@ -79,6 +82,7 @@ class Competition:
     id_column: str = "ID"
     answer_column: str = "Answer"
     strip_commas: bool = False
+    label_map: dict = field(default_factory=dict)  # classification: data label -> label written in the CSV
     options: dict = field(default_factory=dict)  # reader options (column names, hf config)
 
     def path(self, split: str) -> str | None:
@@ -119,6 +123,8 @@ class Competition:
         lines += [f"{k} = {q(v)}" for k, v in self.files.items() if v]
         lines += ["", "[submission]", f"id_column = {q(self.id_column)}",
                   f"answer_column = {q(self.answer_column)}", f"strip_commas = {q(self.strip_commas)}"]
+        if self.label_map:
+            lines += ["", "[submission.label_map]"] + [f"{q(k)} = {q(v)}" for k, v in self.label_map.items()]
         if self.options:
             lines += ["", "[options]"] + [f"{k} = {q(v)}" for k, v in self.options.items()]
         return "\n".join(lines) + "\n"
@@ -155,6 +161,7 @@ def load_competition(path: str | Path | None = None) -> Competition:
         layout=raw.get("layout", "squad"), lang=raw.get("lang", "zh"), task=task,
         metric=raw.get("metric", DEFAULT_METRIC.get(task, "em")), id_column=sub.get("id_column", id_default),
         answer_column=sub.get("answer_column", answer_default), strip_commas=bool(sub.get("strip_commas", False)),
+        label_map={str(k): str(v) for k, v in sub.get("label_map", {}).items()},
         options=dict(raw.get("options", {})),
     )
     _check(comp, p)

@@ -115,7 +115,8 @@ def submit(comp: Competition, ws: Workspace, runs: Sequence[str], name: str | No
     examples = comp.examples(split)
     members = [_member_logits(comp, ws, d, split, progress, task) for d in run_dirs]
     preds = task.ensemble(members, examples, weights, params, agg, space)
-    path = write_submission(ws.submissions / f"{name}.csv", preds, [ex.id for ex in examples],
+    written = {k: comp.label_map.get(str(v), v) for k, v in preds.items()} if comp.label_map else preds
+    path = write_submission(ws.submissions / f"{name}.csv", written, [ex.id for ex in examples],
                             id_column=comp.id_column, answer_column=comp.answer_column,
                             strip_commas=comp.strip_commas)
     test_gold = comp.examples("test_gold") if split == "test" and comp.path("test_gold") else None

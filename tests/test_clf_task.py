@@ -253,10 +253,19 @@ def test_classification_search_ensemble_submit_leaderboard(clf_ws):
     truth = [names.index(gold[r["id"]]) for r in rows]
     assert sidecar["test"]["mcc"] == pytest.approx(clf_scores(pred, truth, 3)["mcc"])
 
+    # a label map renames the labels in the CSV only
+    comp.label_map = {"negative": "neg", "neutral": "neu", "positive": "pos"}
+    comp.save()
+    _cli(clf_ws, "submit", "--runs", "a,b", "--weights", ",".join(map(str, sidecar["weights"])), "--name", "ab-short")
+    short = _read_csv(clf_ws / "submissions" / "ab-short.csv")
+    assert [r["label"] for r in short] == [comp.label_map[r["label"]] for r in rows]
+    comp.label_map = {}
+    comp.save()
+
     # the leaderboard ranks by the competition's metric and shows it
     board = Leaderboard.for_workspace(Workspace(clf_ws))
     df = board.entries()
-    assert set(df["name"]) == {"only-a", "ab"} and "mcc" in df.columns and "accuracy" in df.columns
+    assert set(df["name"]) == {"only-a", "ab", "ab-short"} and "mcc" in df.columns and "accuracy" in df.columns
     assert list(df["mcc"]) == sorted(df["mcc"], reverse=True)
     assert df.set_index("name").loc["ab", "test_mcc"] == pytest.approx(sidecar["test"]["mcc"])
     assert df.set_index("name").loc["ab", "mcc"] == pytest.approx(sidecar["validation"]["mcc"])
