@@ -9,7 +9,7 @@ import click
 from harness.cli_common import _Ctx, friendly, model_path_option, pass_ctx, set_option
 from harness.errors import HarnessError
 
-_friendly = friendly  # noqa: the name the feature modules used first
+_friendly = friendly  # the name the feature modules used first
 _set_option, _model_path_option = set_option, model_path_option
 
 

@@ -100,7 +100,8 @@ def trials(ctx, study, storage, sort):
     """List a study's trials: number, state, score, params, duration, artifact path."""
     import pandas as pd
 
-    from harness.search import find_study, trials_table
+    from harness.study_results import trials_table
+    from harness.study_storage import find_study
 
     name = find_study(ctx.workspace, study)
     df = trials_table(ctx.workspace, name, storage)
@@ -124,7 +125,8 @@ def trials(ctx, study, storage, sort):
 @_friendly
 def refit(ctx, trial, study, storage, seeds, quiet):
     """Retrain a trial's configuration on all training data (runs/STUDY-tN-sSEED) and predict test."""
-    from harness.search import find_study, refit as do_refit
+    from harness.study_results import refit as do_refit
+    from harness.study_storage import find_study
 
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()] if seeds else None

@@ -1,21 +1,25 @@
 """The local leaderboard: every submission (or run) scored per example, ranked, compared, exported.
 
-A board ranks entries by *the task's metric*. What an entry stores, and what the bootstrap
-resamples, are per-example **sufficient statistics**: a float matrix ``stats[n, S]`` (one row per
-question / example) whose column sums over any weighted subset, with the subset's size, give
-every metric of the task. The board's **scheme** says what the columns mean:
+A board ranks entries by *the task's metric*, recomputed from the per-example **sufficient
+statistics** each entry stores (a float matrix ``stats[n, S]``, one row per question / example);
+the board's **scheme** says what the columns mean (QA, classification or regression: see
+:mod:`harness.board_stats`). Each board holds one scheme and a metric list, primary first (QA: em,
+f1; CoLA e.g. mcc, accuracy): both are fixed by the first add, and adding an entry of another
+scheme raises (one board per competition). Every metric is on the 0-100 scale (MCC and
+correlations: -100..100).
 
-* ``{"task": "qa"}`` -- S = 2: (EM, F1) of each question in 0..1; metrics ``em`` and ``f1`` are
-  100 x the column means (the numbers ``qa_scores`` reports).
-* ``{"task": "classification", "n_labels": C, "labels": [...]}`` -- S = C*C, the one-hot confusion
-  cell ``gold * C + pred`` (:func:`harness.clf.metrics.example_stats`); metrics accuracy,
-  macro_f1, mcc (and f1 when C == 2) from :func:`harness.clf.metrics.stats_metrics`.
-* ``{"task": "classification", "n_labels": None}`` -- regression: S = 10 centred moments of the
-  values and their ranks; metrics pearson, spearman and combined (their mean).
+The leaderboard is split in three modules, imported one way (this one imports the other two):
 
-Each board holds one scheme and a metric list, primary first (QA: em, f1; CoLA e.g. mcc,
-accuracy): both are fixed by the first add, and adding an entry of another scheme raises (one
-board per competition). Every metric is on the 0-100 scale (MCC and correlations: -100..100).
+* :mod:`harness.board_stats` -- the statistics, no SQLite: :class:`Scheme` (what the columns
+  mean, the metrics they give), :class:`Stats` (one entry's statistics), the paired
+  :class:`Bootstrap` and its :class:`Interval`, :class:`TopTwo`, the public/private split
+  :func:`is_public`.
+* :mod:`harness.board_export` -- the board as text and pictures: :func:`display_table` (the CLI's
+  table), the Markdown table and the HTML page with its scores-over-time chart.
+* this module -- the SQLite :class:`Leaderboard` (schema, migration; add, read, rank, compare,
+  export) and the one-call recorders. The names of the other two that callers use stay
+  importable from here (``Scheme``, ``Stats``, ``Bootstrap``, ``is_public``, ``display_table``,
+  ``metric_label``, ...).
 
 One SQLite file, ``<workspace>/leaderboard/board.sqlite`` (delete it to reset the board):
 
@@ -32,16 +36,14 @@ the first time it is opened. The file is opened in WAL mode with a busy timeout,
 fresh connection and every write in one ``BEGIN IMMEDIATE`` transaction, so several processes may
 add entries at once.
 
-Statistics (all recomputed from the stored statistics):
+What the board shows, all recomputed from the stored statistics (details in
+:mod:`harness.board_stats`):
 
-* **95% intervals** -- a paired bootstrap over examples: one ``(RESAMPLES, n)`` matrix of draw
-  counts made with a fixed seed and shared by all entries; a replicate's metrics are the scheme's
-  function of ``counts @ stats`` (one matrix product for all entries). Intervals are reproducible
-  and the difference of two entries is resampled *paired* (the same examples in each replicate,
-  restricted to the examples both have).
-* **public / private** -- dev ids are split 50/50 by a salted hash of the id alone (stable as
-  entries come and go), like a Kaggle public/private board: an entry tuned on the public part
-  shows a public score well above its private score (the board's primary metric).
+* **95% intervals** -- a paired bootstrap over examples with a fixed seed, shared by all entries:
+  reproducible, and the difference of two entries is resampled *paired*.
+* **public / private** -- dev ids split 50/50 by a salted hash of the id, like a Kaggle
+  public/private board: an entry tuned on the public part shows a public score well above its
+  private score (the board's primary metric).
 * **test** -- when the test labels are known entries carry test scores too: a local private
   leaderboard (``split="test"``).
 
@@ -52,32 +54,48 @@ Adding: :func:`record_submission` (QA predictions and gold examples) and
 
 from __future__ import annotations
 
-import hashlib
-import html
 import json
 import math
 import numbers
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+# callers import the board's statistics and display table from here too (Scheme, Stats, Bootstrap,
+# is_public, display_table, metric_label, ...): keep them importable when they stop being used here
+from harness.board_export import (
+    _fmt_time,
+    _html_page,
+    _markdown_table,
+    display_table,
+    shorten,  # noqa: F401  (re-exported)
+)
+from harness.board_stats import (
+    METRICS,
+    PUBLIC_SALT,  # noqa: F401  (re-exported)
+    QA,
+    RESAMPLES,
+    SEED,  # noqa: F401  (re-exported)
+    Bootstrap,
+    Interval,
+    Scheme,
+    Stats,
+    TopTwo,
+    _check_stats,
+    _union_ids,
+    is_public,
+)
 from harness.errors import HarnessError
 from harness.scoring import metric_label  # noqa: F401  (re-exported)
 
 FILENAME = "board.sqlite"
 KINDS = ("submission", "run")
 SPLITS = ("dev", "test")
-METRICS = ("em", "f1")  # the metrics of a QA board
-RESAMPLES = 1000
-SEED = 20240607
-PUBLIC_SALT = "harness-public-v1"
 BUSY_TIMEOUT_MS = 60_000
 
 _SCHEMA = """
@@ -116,198 +134,8 @@ CREATE TABLE IF NOT EXISTS events (
 
 _METRIC_COLUMNS = ("dev_metrics", "public_metrics", "private_metrics", "test_metrics")
 
-# --------------------------------------------------------------------------- public/private split
-def is_public(qid: str, salt: str = PUBLIC_SALT) -> bool:
-    """Whether dev id ``qid`` belongs to the simulated public board (a fixed 50/50 hash split)."""
-    digest = hashlib.sha256(f"{salt}\0{qid}".encode()).digest()
-    return digest[0] < 128
 
-
-# --------------------------------------------------------------------------- schemes
-@dataclass(frozen=True)
-class Scheme:
-    """What the per-example statistics of a board mean, and the metrics they give.
-
-    ``task`` "qa", or "classification" with ``n_labels`` classes (``labels`` their names in index
-    order) or ``n_labels`` None for regression. Build one with :meth:`of`.
-    """
-
-    task: str = "qa"
-    n_labels: int | None = None
-    labels: tuple[str, ...] | None = None
-
-    @classmethod
-    def of(cls, value) -> Scheme:
-        """A Scheme from None (QA), a Scheme, or its dict form ``{"task": ..., "n_labels": ..., "labels": ...}``."""
-        if value is None or isinstance(value, Scheme):
-            return value or QA
-        if not isinstance(value, Mapping) or value.get("task") not in ("qa", "classification"):
-            raise HarnessError(f"unknown leaderboard scheme {value!r}",
-                               hint='{"task": "qa"} or {"task": "classification", "n_labels": C or None, '
-                                    '"labels": [...]}')
-        if value["task"] == "qa":
-            return QA
-        n, labels = value.get("n_labels"), value.get("labels")
-        if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2):
-            raise HarnessError(f"a classification board needs n_labels >= 2 (None: regression), got {n!r}")
-        if labels is not None:
-            labels = tuple(str(x) for x in labels)
-            if n is None or len(labels) != n or len(set(labels)) != n:
-                raise HarnessError(f"labels {list(labels)} do not name the {n} classes (distinct, in index order)")
-        return cls("classification", None if n is None else int(n), labels)
-
-    def as_dict(self) -> dict:
-        if self.task == "qa":
-            return {"task": "qa"}
-        out = {"task": "classification", "n_labels": self.n_labels}
-        if self.labels is not None:
-            out["labels"] = list(self.labels)
-        return out
-
-    @property
-    def kind(self) -> str:
-        """"qa", "classification" or "regression"."""
-        return "regression" if self.task == "classification" and self.n_labels is None else self.task
-
-    @property
-    def unit(self) -> str:
-        return "questions" if self.task == "qa" else "examples"
-
-    def describe(self) -> str:
-        if self.kind != "classification":
-            return "QA" if self.task == "qa" else "regression"
-        names = f" ({', '.join(self.labels)})" if self.labels else ""
-        return f"{self.n_labels}-class classification{names}"
-
-    @cached_property
-    def n_stats(self) -> int:
-        """S, the number of statistics per example."""
-        if self.task == "qa":
-            return 2
-        from harness.clf.metrics import example_stats
-
-        dummy = np.zeros(1, dtype=np.int64 if self.n_labels else np.float64)
-        return int(example_stats(dummy, dummy, self.n_labels).shape[1])
-
-    @cached_property
-    def names(self) -> tuple[str, ...]:
-        """Every metric of the task, in the order the metric function returns them."""
-        return tuple(self.metrics(np.zeros(self.n_stats), 1.0))
-
-    def metrics(self, sums, count) -> dict[str, np.ndarray]:
-        """Every metric (0-100) from column sums ``sums`` (..., S) over ``count`` (...) examples."""
-        sums = np.asarray(sums, dtype=np.float64)
-        count = np.asarray(count, dtype=np.float64)
-        if self.task == "qa":
-            with np.errstate(invalid="ignore", divide="ignore"):
-                return {"em": 100.0 * sums[..., 0] / count, "f1": 100.0 * sums[..., 1] / count}
-        from harness.clf.metrics import stats_metrics
-
-        out = stats_metrics(sums, count, self.n_labels)
-        out.pop("n", None)
-        return out
-
-    def default_metrics(self, primary: str | None = None) -> tuple[str, str]:
-        """The board's metric list for competition metric ``primary``: (primary, a sensible second)."""
-        if self.task == "qa":
-            primary = primary or "em"
-            second = "f1" if primary == "em" else "em"
-        elif self.n_labels is None:
-            primary = primary or "pearson"
-            second = "spearman" if primary == "pearson" else "pearson"
-        else:
-            primary = primary or "accuracy"
-            second = "accuracy" if primary != "accuracy" else "f1" if self.n_labels == 2 else "macro_f1"
-        return self.check_metrics((primary, second))
-
-    def check_metrics(self, metrics: Sequence[str]) -> tuple[str, ...]:
-        metrics = (metrics,) if isinstance(metrics, str) else tuple(dict.fromkeys(metrics))
-        unknown = [m for m in metrics if m not in self.names]
-        if unknown or not metrics:
-            raise HarnessError(f"unknown metric '{unknown[0] if unknown else ''}' for a {self.describe()} board",
-                               hint=f"one of {', '.join(self.names)}")
-        return metrics
-
-
-QA = Scheme()
-
-
-# --------------------------------------------------------------------------- per-example statistics
-class Stats:
-    """One entry's per-example statistics: ``ids`` and the float matrix ``values`` [n, S]."""
-
-    __slots__ = ("ids", "values")
-
-    def __init__(self, ids: Sequence[str], values):
-        self.ids = [str(q) for q in ids]
-        values = np.asarray(values, dtype=np.float64)
-        self.values = values.reshape(len(self.ids), -1) if values.size else np.zeros((len(self.ids), 0))
-
-    @classmethod
-    def from_json(cls, text: str | None) -> Stats | None:
-        if not text:
-            return None
-        d = json.loads(text)
-        if "stats" not in d:  # the previous schema's {"ids", "em", "f1"}
-            return cls(d["ids"], np.stack([d["em"], d["f1"]], axis=1))
-        return cls(d["ids"], d["stats"])
-
-    def to_json(self) -> str:
-        return json.dumps({"ids": self.ids, "stats": self.values.tolist()}, ensure_ascii=False)
-
-    def as_dict(self) -> dict[str, tuple[float, ...]]:
-        return {q: tuple(float(x) for x in row) for q, row in zip(self.ids, self.values)}
-
-    def metrics(self, scheme: Scheme, keep=None) -> dict[str, float | None]:
-        """Every metric of ``scheme`` on all rows (or the rows ``keep`` selects); None where undefined."""
-        v = self.values if keep is None else self.values[keep]
-        return _clean(scheme.metrics(v.sum(axis=0), len(v)))
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-
-def _check_stats(per_id, scheme: Scheme, what: str) -> Stats | None:
-    """``{id: row}`` (QA: ``{id: (em, f1)}``), an ``(ids, stats)`` pair or a Stats, checked for ``scheme``."""
-    if per_id is None:
-        return None
-    if isinstance(per_id, Mapping):
-        rows = []
-        for qid, row in per_id.items():
-            try:
-                row = [float(x) for x in row]
-            except (TypeError, ValueError):
-                row = None
-            if row is None or len(row) != scheme.n_stats:
-                need = "an (em, f1) pair" if scheme.task == "qa" else f"{scheme.n_stats} statistics"
-                raise HarnessError(f"{what}: question {qid!r} needs {need}, got {per_id[qid]!r}")
-            if scheme.task == "qa" and not all(0.0 <= x <= 1.0 for x in row):
-                raise HarnessError(f"{what}: question {qid!r} has scores {per_id[qid]!r} outside 0..1",
-                                   hint="per-question scores are 0..1 (qa_scores()['per_id'])")
-            rows.append(row)
-        stats = Stats(list(per_id), rows)
-    elif isinstance(per_id, Stats):
-        stats = per_id
-    else:
-        try:
-            ids, values = per_id
-            stats = Stats(ids, values)
-        except (TypeError, ValueError):
-            raise HarnessError(f"{what}: expected {{id: statistics}} or an (ids, stats[n, S]) pair") from None
-    if not len(stats):
-        raise HarnessError(f"{what}: no questions scored")
-    if stats.values.shape[1] != scheme.n_stats:
-        raise HarnessError(f"{what}: {stats.values.shape[1]} statistics per example, "
-                           f"a {scheme.describe()} board needs {scheme.n_stats}")
-    if len(set(stats.ids)) != len(stats.ids):
-        raise HarnessError(f"{what}: duplicate ids")
-    if not np.isfinite(stats.values).all():
-        raise HarnessError(f"{what}: statistics must be finite")
-    if scheme.task == "qa" and not ((stats.values >= 0) & (stats.values <= 1)).all():
-        raise HarnessError(f"{what}: scores outside 0..1", hint="per-question scores are 0..1 (qa_scores()['per_id'])")
-    return stats
-
-
+# --------------------------------------------------------------------------- an entry's scores
 def _split_metrics(scheme: Scheme, dev: Stats | None, test: Stats | None) -> dict[str, dict | None]:
     """The four metric dicts of an entry: dev, its public and private halves, test."""
     out = dict.fromkeys(_METRIC_COLUMNS)
@@ -321,14 +149,6 @@ def _split_metrics(scheme: Scheme, dev: Stats | None, test: Stats | None) -> dic
     return out
 
 
-def _clean(metrics: Mapping) -> dict[str, float | None]:
-    out = {}
-    for k, v in metrics.items():
-        v = float(v)
-        out[k] = None if math.isnan(v) else v
-    return out
-
-
 def _created(created) -> float:
     if created is None:
         return time.time()
@@ -337,137 +157,6 @@ def _created(created) -> float:
     if isinstance(created, str):
         return datetime.fromisoformat(created).timestamp()
     return float(created)
-
-
-def _fmt_time(ts: float) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
-
-
-# --------------------------------------------------------------------------- bootstrap
-@dataclass
-class Interval:
-    lo: float
-    hi: float
-
-    def excludes_zero(self) -> bool:
-        return self.lo > 0 or self.hi < 0
-
-    def __str__(self) -> str:
-        return f"[{self.lo:.2f}, {self.hi:.2f}]"
-
-
-def _as_stats(per_id) -> Stats:
-    if isinstance(per_id, Stats):
-        return per_id
-    if isinstance(per_id, Mapping):
-        return Stats(list(per_id), [list(p) for p in per_id.values()])
-    ids, values = per_id
-    return Stats(ids, values)
-
-
-class Bootstrap:
-    """Paired bootstrap over a fixed example list: one count matrix shared by every entry.
-
-    ``counts[b, j]`` is how often example ``j`` was drawn in replicate ``b`` (from a
-    ``(resamples, n)`` matrix of indices drawn once with ``seed``), so the replicate column sums
-    of every entry's statistics are one matrix product, and the scheme's metric function turns
-    them into replicate metrics. An entry may lack examples (``mask``): its replicate then covers
-    the drawn examples it has (the replicate count is ``counts @ mask``).
-    """
-
-    def __init__(self, ids: Sequence[str], resamples: int = RESAMPLES, seed: int = SEED):
-        self.ids = list(ids)
-        self.pos = {q: j for j, q in enumerate(self.ids)}
-        self._aligned: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
-        n = len(self.ids)
-        rng = np.random.default_rng(seed)
-        self.counts = np.zeros((resamples, n), dtype=np.float64)
-        chunk = max(1, 2_000_000 // max(n, 1))  # index rows drawn per step, to bound memory
-        for start in range(0, resamples if n else 0, chunk):
-            rows = min(chunk, resamples - start)
-            index = rng.integers(0, n, size=(rows, n))
-            flat = (index + n * np.arange(rows)[:, None]).ravel()
-            self.counts[start:start + rows] = np.bincount(flat, minlength=rows * n).reshape(rows, n)
-
-    def align(self, per_id) -> tuple[np.ndarray, np.ndarray]:
-        """The statistics of ``per_id`` (a Stats or ``{id: row}``) on ``ids`` (n, S; zero rows where
-        missing) and the has-a-row mask (n,)."""
-        stats = _as_stats(per_id)
-        if stats.ids == self.ids:
-            return stats.values, np.ones(len(self.ids))
-        key = tuple(stats.ids)  # entries usually share one id order: align it once
-        if key not in self._aligned:
-            index = np.fromiter((self.pos.get(q, -1) for q in stats.ids), dtype=np.int64, count=len(stats))
-            self._aligned[key] = (index >= 0, index[index >= 0])
-        keep, target = self._aligned[key]
-        values = np.zeros((len(self.ids), stats.values.shape[1]))
-        mask = np.zeros(len(self.ids))
-        values[target] = stats.values[keep]
-        mask[target] = 1.0
-        return values, mask
-
-    def vectors(self, per_id, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Statistic ``k`` (QA: 0 = EM, 1 = F1) of ``per_id`` aligned to ``ids``, and the has-a-value mask."""
-        values, mask = self.align(per_id)
-        return values[:, k].copy(), mask
-
-    def replicates(self, values: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        """Replicate means x100 of plain per-example ``values``/``masks`` (n, E): shape (resamples, E)."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return 100.0 * (self.counts @ (values * masks)) / (self.counts @ masks)
-
-    def metric_replicates(self, scheme: Scheme, entries: Sequence) -> dict[str, np.ndarray]:
-        """Every metric of ``scheme`` for each of ``entries`` (Stats or ``{id: row}``) in every
-        replicate: ``{metric: (resamples, E)}``."""
-        n, parts = len(self.ids), []
-        step = max(1, 4_000_000 // max(1, n * scheme.n_stats))  # entries per product, to bound memory
-        for start in range(0, len(entries), step):
-            aligned = [self.align(e) for e in entries[start:start + step]]
-            values = np.stack([v * m[:, None] for v, m in aligned], axis=1)  # (n, E, S)
-            masks = np.stack([m for _, m in aligned], axis=1)  # (n, E)
-            sums = (self.counts @ values.reshape(n, -1)).reshape(len(self.counts), *values.shape[1:])
-            parts.append(scheme.metrics(sums, self.counts @ masks))
-        return {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]} if parts else {}
-
-    @staticmethod
-    def interval(replicates: np.ndarray, level: float = 0.95) -> list[Interval]:
-        tail = 100 * (1 - level) / 2
-        with np.errstate(invalid="ignore"):
-            lo, hi = np.nanpercentile(replicates, [tail, 100 - tail], axis=0)
-        return [Interval(float(a), float(b)) for a, b in zip(np.atleast_1d(lo), np.atleast_1d(hi))]
-
-    def difference(self, a, b, metric: str = "em", scheme: Scheme = QA, level: float = 0.95) -> tuple[float, Interval]:
-        """Point difference a - b of ``metric`` over the examples both have, and its paired interval."""
-        va, ma = self.align(a)
-        vb, mb = self.align(b)
-        both = ma * mb
-        if not both.any():
-            return math.nan, Interval(math.nan, math.nan)
-        values = np.stack([va, vb], axis=1) * both[:, None, None]  # (n, 2, S)
-        point = scheme.metrics(values.sum(axis=0), both.sum())[metric]
-        sums = (self.counts @ values.reshape(len(both), -1)).reshape(len(self.counts), 2, -1)
-        reps = scheme.metrics(sums, (self.counts @ both)[:, None])[metric]
-        return float(point[0] - point[1]), self.interval((reps[:, 0] - reps[:, 1])[:, None], level)[0]
-
-
-@dataclass
-class TopTwo:
-    """The paired-bootstrap comparison of the two best entries."""
-
-    first: str
-    second: str
-    metric: str
-    split: str
-    diff: float
-    ci: Interval
-
-    @property
-    def differ(self) -> bool:
-        return self.ci.excludes_zero()
-
-    def format(self) -> str:
-        return (f"top two differ: {'yes' if self.differ else 'no'} (diff 95% CI {self.ci}; "
-                f"{self.first} - {self.second} {self.split} {metric_label(self.metric)} {self.diff:+.2f})")
 
 
 # --------------------------------------------------------------------------- the board
@@ -1000,224 +689,9 @@ def _change(delta: int) -> str:
     return "=" if delta == 0 else f"{delta:+d}"
 
 
-def _union_ids(stats) -> list[str]:
-    """The sorted union of the ids of several statistics sets (the bootstrap's example list)."""
-    seen: set[str] = set()
-    for s in stats:
-        if s is not None:
-            seen.update(s.ids if isinstance(s, Stats) else s)
-    return sorted(seen)
-
-
 def _db_path(con: sqlite3.Connection) -> str:
     row = con.execute("PRAGMA database_list").fetchone()
     return row[2] if row else "?"
-
-
-def shorten(items: Sequence[str], width: int = 28) -> str:
-    """``a, b, +3`` style summary of a member list within about ``width`` characters."""
-    items = list(items)
-    if not items:
-        return "-"
-    shown: list[str] = []
-    for i, item in enumerate(items):
-        rest = len(items) - i - 1
-        tail = f", +{rest}" if rest else ""
-        candidate = ", ".join(shown + [item]) + tail
-        if len(candidate) > width and shown:
-            return ", ".join(shown) + f", +{len(items) - i}"
-        if len(candidate) > width:
-            return item[: max(4, width - len(tail) - 1)] + "…" + tail
-        shown.append(item)
-    return ", ".join(shown)
-
-
-def _num(x, digits: int = 2) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
-
-
-def _df_metrics(df: pd.DataFrame) -> list[str]:
-    """The board metrics of an :meth:`Leaderboard.entries` frame, primary first (from its ``<m>_lo`` columns)."""
-    return [c[:-3] for c in df.columns if c.endswith("_lo") and c != "ci_lo"] or list(METRICS)
-
-
-def display_table(df: pd.DataFrame, by: str | None = None, split: str = "dev", width: int | None = 28) -> pd.DataFrame:
-    """The board as strings, one column per figure, in the order the CLI prints them."""
-    metrics = _df_metrics(df)
-    by, primary = by or metrics[0], metrics[0]
-    has_test = df[f"test_{primary}"].notna().any()
-    has_dev = df[f"dev_{primary}"].notna().any()
-    ci_label = f"{split} {metric_label(by)} 95% CI"
-    table = pd.DataFrame({
-        "rank": df["rank"].astype(str),
-        "change": df["change"],
-        "name": df["name"],
-        "members": [shorten(m, width) if width else ", ".join(m) or "-" for m in df["members"]],
-    })
-    order = ["dev", "test"] if split == "dev" else ["test", "dev"]
-    for s in order:
-        if s == "dev" and not has_dev or s == "test" and not has_test:
-            continue
-        for m in metrics:
-            table[f"{s} {metric_label(m)}"] = [_num(x) for x in df[f"{s}_{m}"]]
-        if s == split:
-            table[ci_label] = [f"[{_num(lo, 1)}, {_num(hi, 1)}]" for lo, hi in zip(df["ci_lo"], df["ci_hi"])]
-        if s == "dev":
-            for half in ("public", "private"):
-                table[f"{half} {metric_label(primary)}"] = [_num(x) for x in df[f"{half}_{primary}"]]
-    table["created"] = [_fmt_time(t) for t in df["created"]]
-    return table
-
-
-def _markdown_table(table: pd.DataFrame) -> list[str]:
-    def cell(x) -> str:
-        return str(x).replace("|", "\\|").replace("\n", " ")
-
-    right = {c for c in table.columns if c not in ("name", "members", "change", "created")}
-    lines = ["| " + " | ".join(table.columns) + " |",
-             "|" + "|".join("---:" if c in right else "---" for c in table.columns) + "|"]
-    lines += ["| " + " | ".join(cell(x) for x in row) + " |" for row in table.itertuples(index=False)]
-    return lines
-
-
-# --------------------------------------------------------------------------- the HTML chart
-def _series(metric: str) -> list[tuple[str, str, str, str]]:
-    """column, label, colour, marker of the chart's series (legend order; drawn in reverse so dev stays on top)."""
-    label = metric_label(metric)
-    return [(f"dev_{metric}", f"dev {label}", "#1f77b4", "dot"),
-            (f"test_{metric}", f"test {label}", "#ff7f0e", "square"),
-            (f"public_{metric}", f"public {label}", "#2ca02c", "ring"),
-            (f"private_{metric}", f"private {label}", "#d62728", "ring")]
-
-
-def _marker(cx: float, cy: float, colour: str, shape: str, tip: str = "") -> str:
-    title = f"<title>{tip}</title>" if tip else ""
-    if shape == "square":
-        return (f'<rect x="{cx - 5.5:.1f}" y="{cy - 5.5:.1f}" width="11" height="11" fill="{colour}" '
-                f'fill-opacity="0.85">{title}</rect>')
-    fill = colour if shape == "dot" else "white"
-    return (f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4.5" fill="{fill}" stroke="{colour}" '
-            f'stroke-width="1.8">{title}</circle>')
-
-
-def _svg_chart(events: pd.DataFrame, metric: str = "em", width: int = 860, height: int = 380) -> str:
-    esc = html.escape
-    if events.empty:
-        return "<p>No entries yet.</p>"
-    series = _series(metric)
-    left, right, top, bottom = 56, 150, 20, 48
-    pw, ph = width - left - right, height - top - bottom
-    t = events["created"].astype(float).to_numpy()
-    t0, t1 = float(t.min()), float(t.max())
-    if t1 - t0 < 1e-9:
-        t0, t1 = t0 - 1, t1 + 1
-    pad = (t1 - t0) * 0.04  # keep the first and last markers off the frame
-    t0, t1 = t0 - pad, t1 + pad
-    scores = pd.concat([events[c] for c, *_ in series]).astype(float).dropna()
-    floor = 0.0 if not len(scores) or scores.min() >= 0 else -100.0  # MCC and correlations go below 0
-    lo = max(floor, math.floor((scores.min() - 2) / 10) * 10) if len(scores) else 0.0
-    hi = min(100.0, math.ceil((scores.max() + 2) / 10) * 10) if len(scores) else 100.0
-    if hi <= lo:
-        lo, hi = max(floor, lo - 10), min(100.0, hi + 10)
-
-    def x(v: float) -> float:
-        return left + (v - t0) / (t1 - t0) * pw
-
-    def y(v: float) -> float:
-        return top + (1 - (v - lo) / (hi - lo)) * ph
-
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
-             f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fafafa" stroke="#ccc"/>']
-    step = 5 if hi - lo <= 30 else 10 if hi - lo <= 60 else 20
-    v = lo
-    while v <= hi + 1e-9:
-        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#e4e4e4"/>')
-        parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:g}</text>')
-        v += step
-    for k in range(5):
-        tv = t0 + (t1 - t0) * k / 4
-        fmt = "%H:%M:%S" if t1 - t0 < 600 else "%m-%d %H:%M" if t1 - t0 < 7 * 86400 else "%Y-%m-%d"
-        label = datetime.fromtimestamp(tv).strftime(fmt)
-        parts.append(f'<text x="{x(tv):.1f}" y="{top + ph + 18}" text-anchor="middle">{label}</text>')
-    parts.append(f'<text x="{left + pw / 2}" y="{height - 8}" text-anchor="middle" fill="#555">time added</text>')
-    scale = "0-100" if floor == 0 else "-100 to 100"
-    parts.append(f'<text x="14" y="{top + ph / 2}" text-anchor="middle" fill="#555" '
-                 f'transform="rotate(-90 14 {top + ph / 2})">score ({scale})</text>')
-
-    # best dev score so far, as a step line
-    best, pts = -math.inf, []
-    for tv, score in sorted(zip(t, events[f"dev_{metric}"].astype(float))):
-        if not math.isnan(score) and score > best:
-            if pts:
-                pts.append((x(tv), y(best)))
-            best = score
-            pts.append((x(tv), y(best)))
-    if pts:
-        pts.append((x(float(t.max())), y(best)))
-        parts.append('<polyline fill="none" stroke="#1f77b4" stroke-opacity="0.45" stroke-width="2" '
-                     f'stroke-dasharray="5 3" points="{" ".join(f"{a:.1f},{b:.1f}" for a, b in pts)}"/>')
-
-    shown = [s for s in series if not events[s[0]].astype(float).isna().all()]
-    for col, label, colour, shape in reversed(shown):
-        for (_, ev), val in zip(events.iterrows(), events[col].astype(float)):
-            if math.isnan(val):
-                continue
-            tip = esc(f"{ev['name']} ({ev['kind']}{', replaced later' if _replaced_later(events, ev) else ''}) "
-                      f"{label} {val:.2f} at {_fmt_time(float(ev['created']))}")
-            parts.append(_marker(x(float(ev["created"])), y(val), colour, shape, tip))
-    legend_y = top + 10
-    for col, label, colour, shape in shown:
-        lx = left + pw + 14
-        parts.append(_marker(lx, legend_y, colour, shape))
-        parts.append(f'<text x="{lx + 10}" y="{legend_y + 4}">{esc(label)}</text>')
-        legend_y += 20
-    if pts:
-        lx = left + pw + 8
-        parts.append(f'<line x1="{lx}" x2="{lx + 14}" y1="{legend_y}" y2="{legend_y}" stroke="#1f77b4" '
-                     'stroke-opacity="0.45" stroke-width="2" stroke-dasharray="5 3"/>')
-        parts.append(f'<text x="{lx + 20}" y="{legend_y + 4}">best dev {esc(metric_label(metric))}</text>')
-    parts.append("</svg>")
-    return "\n".join(parts)
-
-
-def _replaced_later(events: pd.DataFrame, ev) -> bool:
-    return bool(((events["name"] == ev["name"]) & (events["seq"] > ev["seq"])).any())
-
-
-def _html_page(title: str, events: pd.DataFrame, df: pd.DataFrame, by: str, split: str, top: TopTwo | None,
-               metric: str = "em", unit: str = "questions") -> str:
-    esc = html.escape
-    label = metric_label(metric)
-    table_html = "<p>No entries yet.</p>"
-    if not df.empty:
-        table = display_table(df, by=by, split=split, width=None)
-        head = "".join(f"<th>{esc(c)}</th>" for c in table.columns)
-        body = "".join("<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in row) + "</tr>"
-                       for row in table.itertuples(index=False))
-        table_html = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-    note = f"<p>{esc(top.format())}</p>" if top else ""
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
-<style>
-body {{ font-family: sans-serif; margin: 24px; color: #222; }}
-table {{ border-collapse: collapse; font-size: 13px; }}
-th, td {{ border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: right; white-space: nowrap; }}
-th {{ background: #f0f0f0; }}
-td:nth-child(2), td:nth-child(3), td:nth-child(4) {{ text-align: left; }}
-.note {{ color: #555; font-size: 13px; }}
-</style></head><body>
-<h1>{esc(title)}</h1>
-<h2>Scores over time</h2>
-{_svg_chart(events, metric)}
-<p class="note">One marker per submission added (hover for its name); replaced versions stay in the history.
-Dots: dev {esc(label)}; squares: test {esc(label)} (when the test labels are known); rings: {esc(label)} on the
-simulated public and private halves of the dev {unit}; dashed: the best dev {esc(label)} so far.</p>
-<h2>Ranking</h2>
-{table_html}
-{note}
-</body></html>
-"""
 
 
 # --------------------------------------------------------------------------- one-call recording

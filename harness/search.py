@@ -21,372 +21,65 @@ Design, in short:
   (grouped by a group column when there is one). Deterministic for a seed. Every k-fold trial
   writes one merged out-of-fold logits file covering every pooled example exactly once.
 * **Decoding-only parameters** (QA: ``max_answer_length``, ``n_best``, ``null_threshold``) are not
-  sampled: they are tuned on each finished trial's saved logits (:func:`tune_decoding`).
+  sampled: they are tuned on each finished trial's saved logits (:func:`harness.qa.tune.tune_decoding`).
   Parameters a task ignores (QA windowing for classification) are never sampled.
-* **Storage**: SQLite for one worker, Optuna's journal file for ``--n-jobs`` > 1 (SQLite is not
-  made for parallel writers), or any ``--storage`` URL. The search configuration (recipe,
-  overrides, space, folds, sampler + seed, pruner) lives in the study's user attrs; the same
-  command resumes, a contradicting one is refused unless ``--new``.
-* **Crash safety**: a trial is built in ``trials/.NNNN.partial`` and renamed when complete, then
-  told to Optuna. On start, RUNNING trials whose worker (host + pid + process start time) is dead
-  are marked FAIL and their parameters re-queued (or marked COMPLETE when their folder was
-  already renamed into place). Workers on one host serialise ask/recover with a file lock.
+* **Configuration**: the search configuration (recipe, overrides, space, folds, sampler + seed,
+  pruner) lives in the study's user attrs; the same command resumes, a contradicting one is
+  refused unless ``--new``.
+* **Storage and crash safety** (:mod:`harness.study_storage`): SQLite for one worker, a journal
+  file for ``--n-jobs`` > 1. A trial is built in ``trials/.NNNN.partial`` and renamed when
+  complete, then told to Optuna; on start, RUNNING trials of dead workers are failed and re-queued.
+
+This module holds the study setup, the objective (one trial, dev or k-fold), the worker loop and
+``harness search`` itself (:func:`run_search`, with its extra worker processes). The rest:
+
+* :mod:`harness.search_space` -- sampler / pruner specs and the search space;
+* :mod:`harness.study_storage` -- storage URLs, the study lock, worker liveness, dead-trial recovery,
+  finding and loading a study;
+* :mod:`harness.study_data` -- the examples a study trains and scores on;
+* :mod:`harness.qa.tune` -- decoding-only tuning of QA logits;
+* :mod:`harness.memory` -- freeing memory between trainings;
+* :mod:`harness.search_plots` -- ``history.html`` / ``importances.html``;
+* :mod:`harness.study_results` -- ``harness trials`` (the trials table) and ``harness refit``.
 """
 
 from __future__ import annotations
 
-import ast
-import contextlib
-import copy
-import gc
-import hashlib
 import json
-import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
-from harness.artifacts import LogitSet, atomic_write_text
+from harness.artifacts import atomic_write_text
 from harness.competition import Competition
 from harness.errors import HarnessError
 from harness.folds import group_keys, grouped_folds  # noqa: F401  (re-exported)
+from harness.memory import clear_frames, free_memory
 from harness.qa.task import merge_fold_logits  # noqa: F401  (re-exported)
-from harness.task import get_task
+from harness.qa.tune import DECODING_PARAMS, decoding_grid, tune_decoding
 from harness.recipes import Recipe, get_recipe, with_checkpoint
+from harness.search_plots import write_plots
+from harness.search_space import (PRUNERS, SAMPLERS, check_space, default_pruner, default_trial_params, make_pruner,
+                                  make_sampler, parse_spec, suggest)
+from harness.study_data import fingerprint, load_data
+from harness.study_storage import (CONFIG_ATTR, SEARCH_FILE, TRIAL_FILE, archive_study, import_optuna, load_config,
+                                   open_storage, read_json, recover_dead_trials, resolve_storage, study_lock,
+                                   worker_identity)
+from harness.study_storage import load_study  # noqa: F401  (re-exported)
+from harness.task import get_task
 from harness.workspace import Workspace, check_name
 
-CONFIG_ATTR = "harness_search"
 CONFIG_VERSION = 1
-DECODING_PARAMS = ("max_answer_length", "n_best", "null_threshold")
-SEARCH_FILE = "search.json"
-SQLITE_FILE = "study.db"
-JOURNAL_FILE = "journal.log"
-TRIAL_FILE = "trial.json"
 DEFAULT_TRIALS = 20
 DEFAULT_FOLDS = 5
 MAX_CONSECUTIVE_FAILURES = 3
-
-SAMPLERS = {"tpe": "TPESampler", "random": "RandomSampler", "gp": "GPSampler", "qmc": "QMCSampler",
-            "cmaes": "CmaEsSampler"}
-PRUNERS = {"median": "MedianPruner", "percentile": "PercentilePruner", "wilcoxon": "WilcoxonPruner",
-           "threshold": "ThresholdPruner", "hyperband": "HyperbandPruner", "sha": "SuccessiveHalvingPruner",
-           "successive_halving": "SuccessiveHalvingPruner", "none": "NopPruner", "nop": "NopPruner"}
-DEFAULT_DEV_PRUNER = {"name": "median", "kwargs": {"n_startup_trials": 5, "n_warmup_steps": 1}}
-DEFAULT_KFOLD_PRUNER = {"name": "wilcoxon", "kwargs": {"p_threshold": 0.1}}
-
-
-def _optuna():
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    return optuna
-
-
-# ---- specs: sampler / pruner / space ----------------------------------------------------------
-
-def parse_spec(text: str | dict | None, table: dict, what: str) -> dict | None:
-    """``"median"`` or ``"median(n_startup_trials=1, n_warmup_steps=0)"`` -> {"name", "kwargs"}."""
-    if text is None or isinstance(text, dict):
-        return text
-    try:
-        node = ast.parse(text.strip(), mode="eval").body
-    except SyntaxError:
-        node = None
-    if isinstance(node, ast.Name):
-        name, kwargs = node.id, {}
-    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.args:
-        try:
-            name, kwargs = node.func.id, {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords}
-        except ValueError:
-            name, kwargs = None, {}
-    else:
-        name, kwargs = None, {}
-    if name is None or name.lower() not in table:
-        raise HarnessError(f"bad {what} '{text}'",
-                           hint=f"NAME or NAME(key=value, ...), NAME one of {', '.join(sorted(table))}")
-    return {"name": name.lower(), "kwargs": kwargs}
-
-
-def make_sampler(spec: dict, seed: int):
-    optuna = _optuna()
-    cls = getattr(optuna.samplers, SAMPLERS[spec["name"]])
-    kwargs = dict(spec.get("kwargs") or {})
-    kwargs.setdefault("seed", seed)
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError, ImportError, ModuleNotFoundError) as e:
-        raise HarnessError(f"cannot build sampler {spec['name']}({kwargs}): {e}") from None
-
-
-def make_pruner(spec: dict):
-    optuna = _optuna()
-    cls = getattr(optuna.pruners, PRUNERS[spec["name"]])
-    try:
-        return cls(**(spec.get("kwargs") or {}))
-    except (TypeError, ValueError) as e:
-        raise HarnessError(f"cannot build pruner {spec['name']}({spec.get('kwargs')}): {e}") from None
-
-
-def _scipy_available() -> bool:
-    try:
-        import scipy.stats  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def check_space(space: dict, recipe: Recipe) -> dict:
-    """Validate ``{param: ["log"|"float"|"int", lo, hi(, step)] | ["cat", [choices]]}``."""
-    known = recipe.params()
-    out = {}
-    for name, spec in space.items():
-        if name not in known:
-            raise HarnessError(f"search space names unknown parameter '{name}'",
-                               hint=f"known: {', '.join(sorted(known))}")
-        if not isinstance(spec, (list, tuple)) or not spec or spec[0] not in ("log", "float", "int", "cat"):
-            raise HarnessError(f"bad search space entry {name} = {spec!r}",
-                               hint='use ["log", lo, hi], ["float", lo, hi], ["int", lo, hi] or ["cat", [a, b]]')
-        kind = spec[0]
-        if kind == "cat":
-            if len(spec) != 2 or not isinstance(spec[1], (list, tuple)) or not spec[1]:
-                raise HarnessError(f"bad search space entry {name} = {spec!r}", hint='["cat", [choice, ...]]')
-            out[name] = ["cat", list(spec[1])]
-        else:
-            if len(spec) not in (3, 4) or not all(isinstance(v, (int, float)) for v in spec[1:]) or spec[1] > spec[2]:
-                raise HarnessError(f"bad search space entry {name} = {spec!r}", hint=f'["{kind}", low, high]')
-            if kind == "log" and spec[1] <= 0:
-                raise HarnessError(f"search space {name}: a log range needs low > 0")
-            out[name] = [kind, *spec[1:]]
-    return out
-
-
-def suggest(trial, space: dict) -> dict:
-    out = {}
-    for name, spec in space.items():
-        kind = spec[0]
-        if kind == "log":
-            out[name] = trial.suggest_float(name, float(spec[1]), float(spec[2]), log=True)
-        elif kind == "float":
-            out[name] = trial.suggest_float(name, float(spec[1]), float(spec[2]),
-                                            step=float(spec[3]) if len(spec) > 3 else None)
-        elif kind == "int":
-            out[name] = trial.suggest_int(name, int(spec[1]), int(spec[2]), step=int(spec[3]) if len(spec) > 3 else 1)
-        else:
-            out[name] = trial.suggest_categorical(name, spec[1])
-    return out
-
-
-def _in_space(value, spec) -> bool:
-    if spec[0] == "cat":
-        return any(value == c and type(value) is type(c) for c in spec[1])
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and spec[1] <= value <= spec[2]
-
-
-def default_trial_params(params: dict, space: dict) -> dict:
-    """The recipe defaults restricted to the sampled space (enqueued as trial 0)."""
-    return {k: params[k] for k, spec in space.items() if _in_space(params[k], spec)}
-
-
-def decoding_grid(space: dict, params: dict, examples: Sequence) -> dict:
-    """Values :func:`tune_decoding` tries: the space's decoding entries (+ the current values).
-
-    ``n_best`` is left at its value: it only shapes the n-best list, never the best answer.
-    ``null_threshold`` is tuned ("auto": quantiles of the null-minus-best score gaps) only when
-    some example is unanswerable.
-    """
-    mal = int(params["max_answer_length"])
-    spec = space.get("max_answer_length")
-    if spec and spec[0] == "cat":
-        values = [int(v) for v in spec[1]]
-    elif spec:
-        values = [int(round(v)) for v in np.linspace(spec[1], spec[2], 5)]
-    else:
-        values = [v for v in (10, 20, 30, 50, 100) if v <= int(params["max_length"])]
-    grid = {"max_answer_length": sorted(set(values) | {mal})}
-    if any(getattr(ex, "is_impossible", False) for ex in examples):
-        grid["null_threshold"] = [params.get("null_threshold"), "auto"]
-    return grid
-
-
-# ---- decoding-only tuning ----------------------------------------------------------------------
-
-def tune_decoding(logits: LogitSet, examples: Sequence, grid: dict | None = None, metric: str = "em",
-                  base: dict | None = None) -> dict:
-    """Best decoding parameters for saved logits, without retraining.
-
-    ``grid`` maps ``max_answer_length`` / ``n_best`` / ``null_threshold`` to lists of values
-    (``null_threshold`` may hold ``None`` = never predict "" and ``"auto"`` = 21 quantiles of the
-    examples' null-minus-best score gaps). ``base`` holds the values used so far; they are tried
-    first and kept on ties. Returns ``{"params", "em", "f1", "metric", "base": {"em", "f1"}}``.
-    """
-    from harness.qa.decode import decode_windows
-    from harness.qa.metrics import qa_scores
-
-    if list(logits.example_ids) != [ex.id for ex in examples]:
-        raise HarnessError("tune_decoding: the logits were made for other examples")
-    base = {"max_answer_length": 30, "n_best": 20, "null_threshold": None, **(base or {})}
-    base = {k: base[k] for k in DECODING_PARAMS}
-    grid = dict(grid or {})
-    unknown = set(grid) - set(DECODING_PARAMS)
-    if unknown:
-        raise HarnessError(f"tune_decoding: {sorted(unknown)} are not decoding parameters",
-                           hint=f"decoding parameters: {', '.join(DECODING_PARAMS)}")
-
-    def values(name):
-        vs = [base[name]] + [v for v in grid.get(name, []) if v != base[name]]
-        return list(dict.fromkeys(vs))
-
-    refs = {ex.id: list(ex.answers) for ex in examples if ex.labelled}
-    ids = [ex.id for ex in examples]
-    other = "f1" if metric == "em" else "em"
-    best, best_key, base_scores = None, None, None
-    for mal in values("max_answer_length"):
-        for nb in values("n_best"):
-            preds = decode_windows(logits.start_logits, logits.end_logits, logits.windows, examples,
-                                   max_answer_length=int(mal), n_best=int(nb), null_threshold=None)
-            gap = preds.null_scores - preds.scores
-            thresholds = []
-            for t in values("null_threshold"):
-                if t == "auto":
-                    finite = gap[np.isfinite(gap)]
-                    thresholds += [float(q) for q in np.quantile(finite, np.linspace(0, 1, 21))] if len(finite) else []
-                else:
-                    thresholds.append(t)
-            for thr in dict.fromkeys(thresholds):
-                if thr is None:
-                    texts = preds.texts
-                else:
-                    texts = ["" if g > float(thr) else t for t, g in zip(preds.texts, gap)]
-                sc = qa_scores(dict(zip(ids, texts)), refs)
-                key = (round(sc[metric], 9), round(sc[other], 9))
-                if base_scores is None:
-                    base_scores = {"em": sc["em"], "f1": sc["f1"]}
-                if best_key is None or key > best_key:
-                    best_key = key
-                    best = {"params": {"max_answer_length": int(mal), "n_best": int(nb), "null_threshold": thr},
-                            "em": sc["em"], "f1": sc["f1"]}
-    best["metric"] = metric
-    best["base"] = base_scores
-    return best
-
-
-# ---- storage -------------------------------------------------------------------------------
-
-def open_storage(url: str):
-    """An Optuna storage from ``sqlite:///...`` (or any SQLAlchemy URL), ``journal:PATH`` or ``PATH.log``."""
-    optuna = _optuna()
-    if url.startswith("journal:") or (("://" not in url) and url.endswith((".log", ".journal", ".jsonl"))):
-        path = url[len("journal:"):] if url.startswith("journal:") else url
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
-
-        return JournalStorage(JournalFileBackend(str(path)))
-    if "://" not in url:
-        raise HarnessError(f"bad --storage '{url}'",
-                           hint="sqlite:///path.db, postgresql://..., mysql://..., or journal:path.log")
-    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-    except ImportError as e:
-        raise HarnessError(f"cannot open storage {url}: {e}", hint="install the database driver") from None
-
-
-def resolve_storage(study_dir: Path, storage: str | None, n_jobs: int, echo=print) -> str:
-    """The storage URL of a study: given > recorded in search.json > SQLite (1 job) / journal (more)."""
-    recorded = _read_json(study_dir / SEARCH_FILE).get("storage")
-    if storage:
-        if recorded and recorded != storage and (study_dir / SEARCH_FILE).exists():
-            echo(f"note: study folder {study_dir} recorded storage {recorded}; using {storage} as asked")
-        return storage
-    if recorded:
-        if n_jobs > 1 and recorded.startswith("sqlite"):
-            raise HarnessError(f"study {study_dir.name} is stored in SQLite, which Optuna advises against for "
-                               "parallel writers", hint="resume it with --n-jobs 1, or start a new study (--new or "
-                               "another --study) with --n-jobs > 1, which uses a journal file")
-        return recorded
-    if n_jobs > 1:
-        echo(f"--n-jobs {n_jobs}: storing the study in the journal file {study_dir / JOURNAL_FILE} "
-             "(Optuna advises against parallel writers on SQLite)")
-        return f"journal:{study_dir / JOURNAL_FILE}"
-    return f"sqlite:///{study_dir / SQLITE_FILE}"
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-@contextlib.contextmanager
-def study_lock(study_dir: Path):
-    """Serialise setup/recovery/ask between the workers of one host (an flock on studies/NAME/.lock)."""
-    import fcntl
-
-    study_dir.mkdir(parents=True, exist_ok=True)
-    with open(study_dir / ".lock", "a+") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-# ---- workers and liveness ------------------------------------------------------------------
-
-def _proc_start(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2:].split()
-    return fields[19] if len(fields) > 19 else None  # field 22: start time in clock ticks
-
-
-def _proc_state(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat[stat.rindex(")") + 2:].split()[0]
-
-
-def worker_identity() -> dict:
-    pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "start": _proc_start(pid)}
-
-
-def worker_alive(info: dict | None) -> bool | None:
-    """True/False for a worker of this host; None when it runs elsewhere (cannot tell)."""
-    if not info:
-        return False
-    if info.get("host") != socket.gethostname():
-        return None
-    pid = int(info.get("pid", -1))
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    if _proc_state(pid) in ("Z", "X"):
-        return False
-    start = info.get("start")
-    now = _proc_start(pid)
-    return not (start and now and start != now)  # a different process reusing the pid
 
 
 # ---- the search context -------------------------------------------------------------------
@@ -428,7 +121,7 @@ class SearchSetup:
         return p
 
     def load_study(self, worker_index: int = 0):
-        optuna = _optuna()
+        optuna = import_optuna()
         n_existing = len(optuna.load_study(study_name=self.name, storage=open_storage(self.storage))
                          .get_trials(deepcopy=False))
         # a seed per session and worker: a restarted or parallel sampler must not replay old draws
@@ -436,36 +129,6 @@ class SearchSetup:
         return optuna.load_study(study_name=self.name, storage=open_storage(self.storage),
                                  sampler=make_sampler(self.config["sampler"], seed),
                                  pruner=make_pruner(self.config["pruner"]))
-
-
-def _examples(comp: Competition, split: str) -> list:
-    return list(comp.examples(split)) if comp.path(split) else []
-
-
-def load_data(comp: Competition, mode: str, pool_dev: bool):
-    """(train-or-pooled examples, dev examples or None, split names or None)."""
-    train = [ex for ex in _examples(comp, "train") if ex.labelled]
-    dev = [ex for ex in _examples(comp, "dev") if ex.labelled] if comp.path("dev") else []
-    if mode == "dev":
-        if not dev:
-            raise HarnessError(f"competition '{comp.name}' has no labelled dev split to score trials on",
-                               hint="use --folds K (grouped k-fold on train)")
-        return train, dev, None
-    if not pool_dev:
-        return train, None, ["train"] * len(train)
-    if not dev:
-        raise HarnessError("--pool-dev: the competition has no labelled dev split")
-    train_ids = {ex.id for ex in train}
-    if any(ex.id in train_ids for ex in dev):  # HW7 numbers both files from 0
-        dev = [replace(ex, id=f"dev:{ex.id}") for ex in dev]
-    return train + dev, None, ["train"] * len(train) + ["dev"] * len(dev)
-
-
-def _fingerprint(examples, folds=None) -> str:
-    h = hashlib.sha1()
-    for i, ex in enumerate(examples):
-        h.update(f"{ex.id}\t{'' if folds is None else int(folds[i])}\n".encode())
-    return h.hexdigest()[:16]
 
 
 def build_config(comp: Competition, recipe: Recipe, *, mode: str, folds: int | None, pool_dev: bool, metric: str,
@@ -479,9 +142,7 @@ def build_config(comp: Competition, recipe: Recipe, *, mode: str, folds: int | N
                if k not in overrides and k not in DECODING_PARAMS and k not in unused}
     decoding_space = {k: v for k, v in full_space.items() if k in DECODING_PARAMS and k not in unused}
     if pruner is None:
-        pruner = copy.deepcopy(DEFAULT_DEV_PRUNER if mode == "dev" else DEFAULT_KFOLD_PRUNER)
-        if pruner["name"] == "wilcoxon" and not _scipy_available():
-            pruner = {"name": "median", "kwargs": {"n_startup_trials": 5, "n_warmup_steps": 0}}
+        pruner = default_pruner(mode)
     return {
         "version": CONFIG_VERSION, "competition": comp.name, "recipe": recipe.name, "model_path": model_path,
         "mode": mode, "folds": folds if mode == "kfold" else None, "pool_dev": bool(pool_dev) if mode == "kfold"
@@ -512,7 +173,7 @@ def prepare_search(comp: Competition, ws: Workspace, *, recipe: str | None = Non
                    pruner: str | dict | None = None, seed: int | None = None, new: bool = False,
                    echo=print) -> tuple[SearchSetup, bool]:
     """Create or resume a study; returns (setup, created). Arguments left None are restored."""
-    optuna = _optuna()
+    optuna = import_optuna()
     if folds is not None and dev:
         raise HarnessError("--folds and --dev exclude each other")
     if dev and pool_dev:
@@ -542,7 +203,7 @@ def prepare_search(comp: Competition, ws: Workspace, *, recipe: str | None = Non
             raise HarnessError(f"study '{study}' in {url} was not made by `harness search`",
                                hint="pick another --study name")
         if saved is not None and new:
-            _archive_study(study, url, store, study_dir, echo)
+            archive_study(study, url, store, study_dir, echo)
             url = resolve_storage(study_dir, storage, n_jobs, echo)
             store = open_storage(url)
             saved = None
@@ -582,7 +243,7 @@ def prepare_search(comp: Competition, ws: Workspace, *, recipe: str | None = Non
         fold_of = None
         if config["mode"] == "kfold":
             fold_of = get_task(comp.task).folds(train, int(config["folds"]), int(config["seed"]), splits)
-        fp = _fingerprint(train, fold_of) + ("" if dev_examples is None else "-" + _fingerprint(dev_examples))
+        fp = fingerprint(train, fold_of) + ("" if dev_examples is None else "-" + fingerprint(dev_examples))
         if created:
             config["data"] = {"n": len(train), "n_dev": len(dev_examples or []), "fingerprint": fp}
             st = optuna.create_study(study_name=study, storage=store, direction="maximize")
@@ -603,91 +264,11 @@ def prepare_search(comp: Competition, ws: Workspace, *, recipe: str | None = Non
     return setup, created
 
 
-def _archive_study(name: str, url: str, store, study_dir: Path, echo) -> None:
-    optuna = _optuna()
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    inside = str(study_dir) in url
-    if not inside:  # a shared database: keep a copy of the old study under another name
-        optuna.copy_study(from_study_name=name, from_storage=store, to_storage=store,
-                          to_study_name=f"{name}.old-{stamp}")
-        optuna.delete_study(study_name=name, storage=store)
-    archived = study_dir.with_name(f"{study_dir.name}.old-{stamp}")
-    for child in list(study_dir.iterdir()):
-        if child.name == ".lock":
-            continue
-        archived.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(child), archived / child.name)
-    echo(f"--new: archived the previous study '{name}' in {archived}")
-
-
-def recover_dead_trials(setup: SearchSetup, echo=print) -> list[int]:
-    """RUNNING trials of dead workers (this host): FAIL + re-queue, or COMPLETE when their dir is done.
-
-    Call with the study lock held. Returns the numbers of the trials handled.
-    """
-    optuna = _optuna()
-    from optuna.trial import TrialState
-
-    store = open_storage(setup.storage)
-    study = optuna.load_study(study_name=setup.name, storage=store)
-    handled = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        info = t.user_attrs.get("worker")
-        alive = worker_alive(info)
-        if alive:
-            continue
-        if alive is None:
-            echo(f"note: trial {t.number} is running on {info.get('host')} (pid {info.get('pid')}); left alone")
-            continue
-        done = _read_json(setup.trial_dir(t.number) / TRIAL_FILE)
-        if done.get("value") is not None:
-            for k, v in done.get("user_attrs", {}).items():
-                store.set_trial_user_attr(t._trial_id, k, v)
-            store.set_trial_state_values(t._trial_id, TrialState.COMPLETE, [float(done["value"])])
-            echo(f"trial {t.number}: its worker died after finishing; recorded as COMPLETE ({done['value']:.2f})")
-        else:
-            store.set_trial_user_attr(t._trial_id, "requeued", True)
-            store.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            user_attrs = {"retry_of": t.number}
-            if t.user_attrs.get("defaults"):
-                user_attrs["defaults"] = True
-            study.enqueue_trial(dict(t.params), user_attrs=user_attrs)
-            shutil.rmtree(setup.partial_dir(t.number), ignore_errors=True)
-            echo(f"trial {t.number}: left RUNNING by a dead worker (pid {(info or {}).get('pid')}); "
-                 "marked FAIL, its parameters re-queued")
-        handled.append(t.number)
-    return handled
-
-
 # ---- one trial ------------------------------------------------------------------------------
-
-def _clear_frames(exc: BaseException) -> None:
-    """Drop the locals of the frames an exception holds (the model and optimizer of a pruned run)."""
-    import traceback
-
-    tb = exc.__traceback__
-    if tb is not None:
-        traceback.clear_frames(tb)
-
-
-def free_memory(cuda_only: bool = False) -> None:
-    """gc + ``torch.cuda.empty_cache()`` (between trials; between folds only on CUDA: gc costs ~0.5 s)."""
-    try:
-        import torch
-
-        cuda = torch.cuda.is_available()
-    except ImportError:  # pragma: no cover
-        cuda = False
-    if cuda_only and not cuda:
-        return
-    gc.collect()
-    if cuda:
-        torch.cuda.empty_cache()
-
 
 def run_trial(setup: SearchSetup, trial) -> float:
     """Train (and score) one trial; write its folder atomically; return the objective."""
-    optuna = _optuna()
+    optuna = import_optuna()
     from harness.train import train_model
 
     cfg = setup.config
@@ -727,7 +308,7 @@ def run_trial(setup: SearchSetup, trial) -> float:
     # predict/submit/refit of this trial use the tuned decoding
     if tuned is not None and tuned[metric] > tuned["base"][metric]:
         config_path = partial / "config.json"
-        run_config = _read_json(config_path)
+        run_config = read_json(config_path)
         run_config["params"] = {**run_config.get("params", params), **tuned["params"]}
         run_config["decoding_tuned"] = {"from": {k: params.get(k) for k in DECODING_PARAMS}, **tuned}
         atomic_write_text(config_path, json.dumps(run_config, indent=2, ensure_ascii=False, default=str))
@@ -746,7 +327,7 @@ def run_trial(setup: SearchSetup, trial) -> float:
 
 
 def _run_folds(setup: SearchSetup, trial, params: dict, trial_dir: Path, extra: dict):
-    optuna = _optuna()
+    optuna = import_optuna()
     from harness.train import train_model
 
     cfg = setup.config
@@ -822,7 +403,7 @@ def worker_loop(setup: SearchSetup, n_trials: int, deadline: float | None = None
                 worker_index: int = 0, echo: Callable = print, bar: bool = False) -> int:
     """Run trials until the study has ``n_trials`` COMPLETE+PRUNED trials (or the deadline). Returns
     the number of trials this worker ran."""
-    optuna = _optuna()
+    optuna = import_optuna()
     from optuna.trial import TrialState
 
     from tqdm.auto import tqdm
@@ -854,7 +435,7 @@ def worker_loop(setup: SearchSetup, n_trials: int, deadline: float | None = None
             try:
                 value = run_trial(setup, trial)
             except optuna.TrialPruned as e:
-                _clear_frames(e)
+                clear_frames(e)
                 state, note = TrialState.PRUNED, str(e)
             except KeyboardInterrupt:
                 trial.set_user_attr("requeued", True)
@@ -867,7 +448,7 @@ def worker_loop(setup: SearchSetup, n_trials: int, deadline: float | None = None
                 shutil.rmtree(setup.partial_dir(trial.number), ignore_errors=True)
                 raise
             except Exception as e:  # a bad configuration (NaN, ...): record it, go on
-                _clear_frames(e)
+                clear_frames(e)
                 state, note = TrialState.FAIL, f"{type(e).__name__}: {e}"
                 trial.set_user_attr("error", note[:2000])
             finally:
@@ -1042,40 +623,8 @@ def open_setup(ws: Workspace, name: str, comp: Competition, storage: str | None 
     return SearchSetup(comp, ws, name, url, config, recipe, train, dev, splits, fold_of)
 
 
-def find_study(ws: Workspace, name: str | None) -> str:
-    known = sorted(p.parent.name for p in ws.studies.glob(f"*/{SEARCH_FILE}")) if ws.studies.exists() else []
-    if name:
-        return check_name(name)
-    if len(known) == 1:
-        return known[0]
-    if not known:
-        raise HarnessError("no study in this workspace", hint="start one with `harness search --recipe R`")
-    raise HarnessError("several studies: which one?", hint=f"--study one of {', '.join(known)}")
-
-
-def load_config(ws: Workspace, name: str, storage: str | None = None) -> tuple[dict, str]:
-    record = _read_json(ws.studies / name / SEARCH_FILE)
-    url = storage or record.get("storage")
-    if not url:
-        raise HarnessError(f"no study '{name}' in {ws.studies}", hint="pass --storage URL for a study stored elsewhere")
-    optuna = _optuna()
-    try:
-        st = optuna.load_study(study_name=name, storage=open_storage(url))
-    except KeyError:
-        raise HarnessError(f"study '{name}' not found in {url}") from None
-    config = st.user_attrs.get(CONFIG_ATTR)
-    if not config:
-        raise HarnessError(f"study '{name}' was not made by `harness search`")
-    return config, url
-
-
-def load_study(ws: Workspace, name: str, storage: str | None = None):
-    _, url = load_config(ws, name, storage)
-    return _optuna().load_study(study_name=name, storage=open_storage(url))
-
-
 def finish_search(setup: SearchSetup, plots: bool = True, echo: Callable = print) -> dict:
-    optuna = _optuna()
+    optuna = import_optuna()
     study = optuna.load_study(study_name=setup.name, storage=open_storage(setup.storage))
     from optuna.trial import TrialState
 
@@ -1105,227 +654,3 @@ def finish_search(setup: SearchSetup, plots: bool = True, echo: Callable = print
     target = url[len("journal:"):] if url.startswith("journal:") else url
     echo(f"dashboard: optuna-dashboard {target}")
     return out
-
-
-# ---- trials table and refit ---------------------------------------------------------------
-
-def trials_table(ws: Workspace, name: str, storage: str | None = None):
-    """A pandas DataFrame: number, state, score, decoded score, params..., seconds, path."""
-    import pandas as pd
-
-    config, url = load_config(ws, name, storage)
-    study = _optuna().load_study(study_name=name, storage=open_storage(url))
-    metric = config["metric"]
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        d = ws.studies / name / "trials" / f"{t.number:04d}"
-        row = {"number": t.number, "state": t.state.name,
-               metric: None if t.value is None else round(t.value, 2),
-               "decoded": None if t.user_attrs.get("decoded_" + metric) is None
-               else round(t.user_attrs["decoded_" + metric], 2)}
-        row.update({k: v for k, v in t.params.items()})
-        if config["mode"] == "kfold" and t.user_attrs.get("oof_" + metric) is not None:
-            row["oof"] = round(t.user_attrs["oof_" + metric], 2)  # the pooled out-of-fold score ("decoded" tunes it)
-        row["seconds"] = None if t.duration is None else round(t.duration.total_seconds(), 1)
-        row["model"] = "yes" if (d / "model").exists() else ""
-        row["path"] = str(d.relative_to(ws.root)) if (d / TRIAL_FILE).exists() else ""
-        if t.user_attrs.get("retry_of") is not None:
-            row["note"] = f"retry of {t.user_attrs['retry_of']}"
-        elif t.user_attrs.get("requeued"):
-            row["note"] = "worker died; re-queued"
-        elif t.user_attrs.get("error"):
-            row["note"] = str(t.user_attrs["error"])[:60]
-        elif t.user_attrs.get("defaults"):
-            row["note"] = "recipe defaults"
-        rows.append(row)
-    df = pd.DataFrame(rows)
-    if "note" in df:
-        df["note"] = df["note"].fillna("")
-    return df
-
-
-def _pick_trial(study, which: str | int):
-    from optuna.trial import TrialState
-
-    if str(which) == "best":
-        try:
-            return study.best_trial
-        except ValueError:
-            raise HarnessError(f"study '{study.study_name}' has no complete trial yet") from None
-    try:
-        number = int(which)
-    except ValueError:
-        raise HarnessError(f"--trial takes 'best' or a trial number, got '{which}'") from None
-    trials = study.get_trials(deepcopy=False)
-    if not 0 <= number < len(trials):
-        raise HarnessError(f"study '{study.study_name}' has no trial {number}")
-    t = trials[number]
-    if t.state != TrialState.COMPLETE:
-        raise HarnessError(f"trial {number} is {t.state.name}, not COMPLETE", hint="pick a complete trial")
-    return t
-
-
-def refit(comp: Competition, ws: Workspace, study_name: str, trial: str | int = "best",
-          seeds: Sequence[int] | None = None, storage: str | None = None, progress: bool = True,
-          echo: Callable = print) -> list[Path]:
-    """Retrain a trial's configuration on all training data, one run per seed; predict test.
-
-    Training data: train (+ dev when the study pooled it). A study that kept dev out scores the
-    refit on dev each epoch (best epoch kept, as ``harness train``); a pooled one keeps the last
-    epoch. The trial's out-of-fold (or dev) logits are copied to ``logits/oof.npz`` of each run.
-    """
-    import shutil as _shutil
-
-    from harness.train import predict_run, train_model
-
-    config, url = load_config(ws, study_name, storage)
-    study = _optuna().load_study(study_name=study_name, storage=open_storage(url))
-    t = _pick_trial(study, trial)
-    trial_dir = ws.studies / study_name / "trials" / f"{t.number:04d}"
-    recipe = with_checkpoint(get_recipe(config["recipe"], ws.root), config.get("model_path"))
-    run_config = _read_json(trial_dir / "config.json")
-    params = dict(run_config.get("params") or {})
-    if not params:  # folder gone: rebuild from the study
-        params = recipe.params({**config["overrides"], **t.params}, task=comp.task)
-        params.update(t.user_attrs.get("decoding") or {})
-    params["metric"] = config["metric"]
-    pooled = config["mode"] == "kfold" and config["pool_dev"]
-    train, _, _ = load_data(comp, "kfold", pooled)
-    dev = None
-    if not pooled and comp.path("dev"):
-        dev = [ex for ex in _examples(comp, "dev") if ex.labelled] or None
-    source = trial_dir / "logits" / ("oof.npz" if config["mode"] == "kfold" else "dev.npz")
-    seeds = list(seeds) if seeds else [int(params["seed"])]
-    runs = []
-    for seed in seeds:
-        name = f"{study_name}-t{t.number}-s{seed}"
-        run_dir = ws.runs / name
-        trained = (run_dir / "metrics.json").exists() and (run_dir / "model").exists()
-        predicted = not comp.path("test") or (run_dir / "logits" / "test.npz").exists()
-        if trained and predicted:
-            echo(f"run {name} exists: skipped (delete {run_dir} to redo it)")
-            runs.append(run_dir)
-            continue
-        if not trained:
-            p = {**params, "seed": int(seed)}
-            echo(f"refit trial {t.number} seed {seed}: {len(train)} training questions"
-                 f"{'' if dev is None else f', scored on {len(dev)} dev'} -> {run_dir}")
-            result = train_model(recipe, p, train, run_dir, dev_examples=dev, lang=comp.lang, progress=progress,
-                                 task=comp.task, extra_config={"competition": comp.name, "study": study_name,
-                                                               "trial": t.number, "refit": True, "pooled": pooled})
-            if result.best:
-                echo(f"  dev {config['metric']} {result.best[config['metric']]:.2f} (epoch {result.best_epoch})")
-            del result
-            free_memory()
-        if source.exists():
-            (run_dir / "logits").mkdir(parents=True, exist_ok=True)
-            tmp = run_dir / "logits" / ".oof.npz.tmp"
-            _shutil.copyfile(source, tmp)
-            os.replace(tmp, run_dir / "logits" / "oof.npz")
-        if comp.path("test"):
-            path = predict_run(run_dir, comp.examples("test"), "test", progress=progress)
-            echo(f"  wrote {path}")
-        runs.append(run_dir)
-    return runs
-
-
-# ---- plots (self-contained SVG; optuna.visualization when plotly is installed) --------------
-
-def write_plots(study, folder: Path, metric: str) -> list[Path]:
-    folder = Path(folder)
-    out = []
-    try:
-        import plotly  # noqa: F401
-
-        from optuna import visualization as vis
-
-        vis.plot_optimization_history(study).write_html(str(folder / "history.html"))
-        out.append(folder / "history.html")
-        try:
-            vis.plot_param_importances(study).write_html(str(folder / "importances.html"))
-            out.append(folder / "importances.html")
-        except (ValueError, RuntimeError):
-            pass
-        return out
-    except ImportError:
-        pass
-    from optuna.trial import TrialState
-
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    atomic_write_text(folder / "history.html", _page(f"{study.study_name}: optimisation history",
-                                                     _history_svg(trials, metric)))
-    out.append(folder / "history.html")
-    try:
-        from optuna.importance import get_param_importances
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            importances = get_param_importances(study)
-        body = _bars_svg(importances) if importances else "<p>no varying parameter</p>"
-    except (ValueError, RuntimeError, ImportError, ZeroDivisionError) as e:
-        body = f"<p>parameter importances need at least two complete trials ({e})</p>"
-    atomic_write_text(folder / "importances.html", _page(f"{study.study_name}: parameter importances", body))
-    out.append(folder / "importances.html")
-    return out
-
-
-def _page(title: str, body: str) -> str:
-    from html import escape
-
-    return (f"<!doctype html><meta charset='utf-8'><title>{escape(title)}</title>"
-            f"<body style='font-family:sans-serif'><h3>{escape(title)}</h3>{body}</body>")
-
-
-def _history_svg(trials, metric: str, w: int = 720, h: int = 360, m: int = 48) -> str:
-    pts = [(t.number, t.value, t.state.name) for t in trials if t.value is not None and math.isfinite(t.value)]
-    if not pts:
-        return "<p>no finished trials yet</p>"
-    xs = [p[0] for p in pts]
-    ys = [p[1] for p in pts]
-    x0, x1 = min(xs), max(max(xs), min(xs) + 1)
-    y0, y1 = min(ys), max(ys)
-    if y1 - y0 < 1e-9:
-        y0, y1 = y0 - 1, y1 + 1
-
-    def X(x):
-        return m + (x - x0) / (x1 - x0) * (w - 2 * m)
-
-    def Y(y):
-        return h - m - (y - y0) / (y1 - y0) * (h - 2 * m)
-
-    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}'>",
-             f"<line x1='{m}' y1='{h - m}' x2='{w - m}' y2='{h - m}' stroke='#444'/>",
-             f"<line x1='{m}' y1='{m}' x2='{m}' y2='{h - m}' stroke='#444'/>",
-             f"<text x='{w / 2}' y='{h - 10}' text-anchor='middle' font-size='12'>trial</text>",
-             f"<text x='14' y='{h / 2}' font-size='12' transform='rotate(-90 14 {h / 2})' "
-             f"text-anchor='middle'>{metric}</text>",
-             f"<text x='{m - 4}' y='{Y(y1) + 4}' text-anchor='end' font-size='10'>{y1:.2f}</text>",
-             f"<text x='{m - 4}' y='{Y(y0) + 4}' text-anchor='end' font-size='10'>{y0:.2f}</text>"]
-    best, line = -math.inf, []
-    for x, y, state in sorted(pts):
-        if state == "COMPLETE":
-            best = max(best, y)
-        if best > -math.inf:
-            line.append(f"{X(x):.1f},{Y(best):.1f}")
-        color = "#1f77b4" if state == "COMPLETE" else "#bbb"
-        parts.append(f"<circle cx='{X(x):.1f}' cy='{Y(y):.1f}' r='4' fill='{color}'><title>trial {x} {state} "
-                     f"{y:.2f}</title></circle>")
-    if line:
-        parts.append(f"<polyline points='{' '.join(line)}' fill='none' stroke='#d62728'/>")
-    parts.append("</svg><p>blue: complete trials, grey: pruned (last reported value), red: best so far</p>")
-    return "".join(parts)
-
-
-def _bars_svg(importances: dict, w: int = 720, row: int = 26) -> str:
-    from html import escape
-
-    h = row * len(importances) + 20
-    top = max(importances.values()) or 1.0
-    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}'>"]
-    for i, (name, v) in enumerate(importances.items()):
-        y = 10 + i * row
-        parts.append(f"<text x='150' y='{y + 15}' text-anchor='end' font-size='12'>{escape(name)}</text>")
-        parts.append(f"<rect x='160' y='{y}' width='{(w - 260) * v / top:.1f}' height='{row - 8}' fill='#1f77b4'/>")
-        parts.append(f"<text x='{165 + (w - 260) * v / top:.1f}' y='{y + 15}' font-size='12'>{v:.3f}</text>")
-    parts.append("</svg>")
-    return "".join(parts)

@@ -24,20 +24,10 @@ from click.testing import CliRunner
 from harness.cli import main
 from harness.data.example import Example
 from harness.errors import HarnessError
-from harness.search import (
-    check_space,
-    decoding_grid,
-    group_keys,
-    grouped_folds,
-    load_study,
-    parse_spec,
-    PRUNERS,
-    resolve_storage,
-    SAMPLERS,
-    tune_decoding,
-    worker_alive,
-    worker_identity,
-)
+from harness.qa.tune import decoding_grid, tune_decoding
+from harness.search import group_keys, grouped_folds
+from harness.search_space import check_space, parse_spec, PRUNERS, SAMPLERS
+from harness.study_storage import load_study, resolve_storage, worker_alive, worker_identity
 from harness.workspace import Workspace
 
 FAST = ["--set", "epochs=1", "--set", "max_steps=6", "--set", "batch_size=16", "--metric", "f1", "--quiet"]
@@ -276,7 +266,7 @@ def test_trials_and_refit_cli(ws, dev_study):
 def test_kfold_search_oof_covers_every_example_once(ws):
     from harness.artifacts import load_logits
     from harness.competition import load_competition
-    from harness.search import load_data
+    from harness.study_data import load_data
 
     t0 = time.time()
     r = invoke(ws, "search", "-r", "tiny", "--study", "kf", "--folds", "3", "--pool-dev", "--trials", "1", *FAST)
@@ -386,7 +376,9 @@ def test_two_workers_share_one_journal(ws):
 
 def test_recovery_of_dead_running_trials(ws):
     from harness.competition import load_competition
-    from harness.search import prepare_search, recover_dead_trials, study_lock, suggest
+    from harness.search import prepare_search
+    from harness.search_space import suggest
+    from harness.study_storage import recover_dead_trials, study_lock
 
     comp, workspace = load_competition(ws), Workspace(ws)
     setup, created = prepare_search(comp, workspace, recipe="tiny", study="rec", overrides={"epochs": 1},
