@@ -47,6 +47,8 @@ def trials_table(ws: Workspace, name: str, storage: str | None = None):
             row["note"] = "recipe defaults"
         rows.append(row)
     df = pd.DataFrame(rows)
+    if "decoded" in df and df["decoded"].isna().all():  # nothing decoding-tuned (classification)
+        df = df.drop(columns="decoded")
     if "note" in df:
         df["note"] = df["note"].fillna("")
     return df

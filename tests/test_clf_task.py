@@ -231,6 +231,15 @@ def test_classification_search_ensemble_submit_leaderboard(clf_ws):
         assert max(counts) - min(counts) <= 1
     metrics = json.loads((trial / "metrics.json").read_text())
     assert len(metrics["folds"]) == 3 and set(metrics["oof"]) == {"accuracy", "macro_f1", "mcc"}
+    out = _cli(clf_ws, "trials", "--study", "tiny-3fold").output
+    assert "mcc" in out and "oof" in out and "decoded" not in out  # nothing decoding-tuned here
+
+    # refit the best configuration on all of train: a run with the trial's OOF logits and test logits
+    _cli(clf_ws, "refit", "--study", "tiny-3fold", "--trial", "best", "--seeds", "3")
+    refit_dir = clf_ws / "runs" / "tiny-3fold-t0-s3"
+    assert load_class_logits(refit_dir / "logits" / "oof.npz").example_ids == train_ids
+    test_logits = load_class_logits(refit_dir / "logits" / "test.npz")
+    assert test_logits.example_ids == [ex.id for ex in comp.examples("test")] and test_logits.logits.shape[1] == 3
 
     # two runs, an ensemble with weights fitted on dev, one submission per entry
     _cli(clf_ws, "train", "-r", "tiny", "--name", "a", "--set", "epochs=2")
