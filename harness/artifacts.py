@@ -73,25 +73,29 @@ def save_logits(path: str | Path, windows: Windows, start_logits, end_logits, me
     return atomic_write_bytes(Path(path), lambda f: np.savez_compressed(f, **arrays))
 
 
-def load_logits(path: str | Path) -> LogitSet:
+def _read_npz(path: str | Path, fmt: str, version: int, what: str) -> tuple[dict, dict]:
+    """Every array of a logits file, and its meta, after checking the file is ``fmt`` up to ``version``."""
+    from harness.errors import HarnessError
+
     path = Path(path)
     if not path.exists():
-        from harness.errors import HarnessError
-
         raise HarnessError(f"no logits at {path}", hint="run `harness predict --run RUN --data SPLIT` first")
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(str(z["meta"]))
-        if meta.get("format") != FORMAT or meta.get("version", 0) > VERSION:
-            from harness.errors import HarnessError
+        if meta.get("format") != fmt or meta.get("version", 0) > version:
+            raise HarnessError(f"{path}: not a {what} file this harness reads (format {meta.get('format')} "
+                               f"v{meta.get('version')}; it reads {fmt} v{version})")
+        return {k: z[k] for k in z.files if k != "meta"}, meta
 
-            raise HarnessError(f"{path}: unsupported logits file (format {meta.get('format')} "
-                               f"v{meta.get('version')}); this harness reads {FORMAT} v{VERSION}")
-        windows = Windows(
-            input_ids=z["input_ids"], token_type_ids=z["token_type_ids"] if "token_type_ids" in z else None,
-            lengths=z["lengths"], offsets=z["offsets"], example_index=z["example_index"],
-            cls_index=z["cls_index"], example_ids=[str(x) for x in z["example_ids"]],
-        )
-        return LogitSet(windows, z["start_logits"], z["end_logits"], meta)
+
+def load_logits(path: str | Path) -> LogitSet:
+    z, meta = _read_npz(path, FORMAT, VERSION, "QA logits")
+    windows = Windows(
+        input_ids=z["input_ids"], token_type_ids=z.get("token_type_ids"), lengths=z["lengths"],
+        offsets=z["offsets"], example_index=z["example_index"], cls_index=z["cls_index"],
+        example_ids=[str(x) for x in z["example_ids"]],
+    )
+    return LogitSet(windows, z["start_logits"], z["end_logits"], meta)
 
 
 # ---- classification: one row of class logits per example ---------------------------------------
@@ -132,14 +136,5 @@ def save_class_logits(path: str | Path, logits: ClassLogits, meta: dict | None =
 
 
 def load_class_logits(path: str | Path) -> ClassLogits:
-    from harness.errors import HarnessError
-
-    path = Path(path)
-    if not path.exists():
-        raise HarnessError(f"no logits at {path}", hint="run `harness predict --run RUN --data SPLIT` first")
-    with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(str(z["meta"]))
-        if meta.get("format") != CLASS_FORMAT or meta.get("version", 0) > CLASS_VERSION:
-            raise HarnessError(f"{path}: not a classification logits file this harness reads "
-                               f"(format {meta.get('format')} v{meta.get('version')})")
-        return ClassLogits([str(x) for x in z["example_ids"]], z["logits"], meta.get("labels"), meta)
+    z, meta = _read_npz(path, CLASS_FORMAT, CLASS_VERSION, "classification logits")
+    return ClassLogits([str(x) for x in z["example_ids"]], z["logits"], meta.get("labels"), meta)

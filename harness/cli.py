@@ -208,19 +208,14 @@ def score(pred, gold, layout, task, id_column, answer_column, text_column, label
 @_friendly
 def demo(ctx, recipe, overrides, seed, task, quiet):
     """The whole job offline: generate the demo competition, train, predict, submit, score."""
-    from harness.pipeline import run_classification_demo, run_demo
+    from harness.pipeline import run_demo
     from harness.recipes import parse_overrides
 
     t0 = time.time()
-    if task == "classification":
-        out = run_classification_demo(ctx.workspace, recipe, parse_overrides(overrides), seed, progress=not quiet,
-                                      echo=click.echo)
-        test = f"; test {_scores(out['test'])}" if out["test"] else ""
-        click.echo(f"demo done in {time.time() - t0:.0f} s: dev {_scores(out['dev'])}{test}; wrote {out['result']}")
-        return
-    out = run_demo(ctx.workspace, recipe, parse_overrides(overrides), seed, progress=not quiet, echo=click.echo)
-    click.echo(f"demo done in {time.time() - t0:.0f} s: dev EM {out['dev_em']:.2f} F1 {out['dev_f1']:.2f}; "
-               f"test EM {out['test_em']:.2f} F1 {out['test_f1']:.2f}; wrote {out['result']}")
+    out = run_demo(ctx.workspace, recipe, parse_overrides(overrides), seed, progress=not quiet, echo=click.echo,
+                   task=task)
+    click.echo(f"demo done in {time.time() - t0:.0f} s: dev {_scores(out['dev'])}; test {_scores(out['test'])}; "
+               f"wrote {out['result']}")
 
 
 def _scores(scores: dict) -> str:

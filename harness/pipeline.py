@@ -149,50 +149,44 @@ def _jsonable(value):
     return value
 
 
-def run_demo(ws: Workspace, recipe: str = "tiny", overrides: dict | None = None, seed: int = 0,
-             progress: bool = True, echo=print) -> dict:
-    """Generate the demo competition into the workspace, train, predict test, submit, score."""
-    from harness.competition import FILENAME, init_competition, load_competition
-    from harness.data import read_examples
+def _demo_spec(task: str) -> dict:
+    """What differs between the built-in demos: name, generator, layout, language, scorer."""
+    if task == "classification":
+        from harness.clf.demo import generate_clf_demo
+        from harness.scoring import score_label_file
+
+        return {"name": "demo-clf", "generate": generate_clf_demo, "layout": "csv", "lang": "en",
+                "unit": "reviews", "score": score_label_file, "flags": " --task classification"}
     from harness.data.demo import generate_demo
     from harness.scoring import score_file
 
-    existing = ws.root / FILENAME
-    if existing.exists() and load_competition(existing).name != "demo":
-        raise HarnessError(f"{existing} declares another competition",
-                           hint="run the demo in an empty folder: `harness -w demo-ws demo`")
-    data_dir = ws.root / "data" / "demo"
-    generate_demo(data_dir, seed=seed)
-    comp = init_competition("demo", ws.root, str(data_dir / "train.json"), str(data_dir / "dev.json"),
-                            str(data_dir / "test.json"), str(data_dir / "test_gold.json"), layout="hw7", lang="zh")
-    echo(f"demo competition: {len(comp.examples('train'))} train / {len(comp.examples('dev'))} dev / "
-         f"{len(comp.examples('test'))} test questions in {data_dir}")
-    result = train_run(comp, ws, recipe, overrides, name=None, progress=progress)
-    out = submit(comp, ws, [str(result.run_dir)], name=f"demo-{recipe}", progress=progress)
-    report = score_file(out["csv"], read_examples(comp.path("test_gold"), layout="hw7"),
-                        id_column=comp.id_column, answer_column=comp.answer_column)
-    return {"run": result.run_dir, "dev_em": result.best.get("em", 0.0), "dev_f1": result.best.get("f1", 0.0),
-            "test_em": report.em, "test_f1": report.f1, "result": out["result"], "csv": out["csv"]}
+    return {"name": "demo", "generate": generate_demo, "layout": "hw7", "lang": "zh", "unit": "questions",
+            "score": score_file, "flags": ""}
 
 
-def run_classification_demo(ws: Workspace, recipe: str = "tiny", overrides: dict | None = None, seed: int = 0,
-                            progress: bool = True, echo=print) -> dict:
-    """The classification demo: generated 3-class reviews, train, predict test, submit, score."""
-    from harness.clf.demo import generate_clf_demo
+def run_demo(ws: Workspace, recipe: str = "tiny", overrides: dict | None = None, seed: int = 0,
+             progress: bool = True, echo=print, task: str = "qa") -> dict:
+    """Generate a demo competition into the workspace, train, predict test, submit, and score the
+    written CSV against the generated test labels. ``task``: the Chinese reading-comprehension
+    demo ("qa") or the 3-class review one ("classification").
+
+    Returns ``{"run", "dev": best dev scores, "test": the CSV's test scores, "result", "csv"}``.
+    """
     from harness.competition import FILENAME, init_competition, load_competition
 
+    spec = _demo_spec(task)
     existing = ws.root / FILENAME
-    if existing.exists() and load_competition(existing).name != "demo-clf":
+    if existing.exists() and load_competition(existing).name != spec["name"]:
         raise HarnessError(f"{existing} declares another competition",
-                           hint="run the demo in an empty folder: `harness -w demo-clf demo --task classification`")
-    data_dir = ws.root / "data" / "demo-clf"
-    files = generate_clf_demo(data_dir, seed=seed)
-    comp = init_competition("demo-clf", ws.root, str(files["train"]), str(files["dev"]), str(files["test"]),
-                            str(files["test_gold"]), layout="csv", lang="en", metric="accuracy",
-                            task="classification")
-    echo(f"demo-clf competition: {len(comp.examples('train'))} train / {len(comp.examples('dev'))} dev / "
-         f"{len(comp.examples('test'))} test reviews in {data_dir}")
+                           hint=f"run the demo in an empty folder: `harness -w {spec['name']}-ws demo{spec['flags']}`")
+    data_dir = ws.root / "data" / spec["name"]
+    files = spec["generate"](data_dir, seed=seed)
+    comp = init_competition(spec["name"], ws.root, str(files["train"]), str(files["dev"]), str(files["test"]),
+                            str(files["test_gold"]), layout=spec["layout"], lang=spec["lang"], task=task)
+    echo(f"{spec['name']} competition: {len(comp.examples('train'))} train / {len(comp.examples('dev'))} dev / "
+         f"{len(comp.examples('test'))} test {spec['unit']} in {data_dir}")
     result = train_run(comp, ws, recipe, overrides, name=None, progress=progress)
-    out = submit(comp, ws, [str(result.run_dir)], name=f"demo-clf-{recipe}", progress=progress)
-    return {"run": result.run_dir, "dev": result.best, "test": out["sidecar"]["test"], "result": out["result"],
+    out = submit(comp, ws, [str(result.run_dir)], name=f"{spec['name']}-{recipe}", progress=progress)
+    report = spec["score"](out["csv"], comp.examples("test_gold"), comp.id_column, comp.answer_column)
+    return {"run": result.run_dir, "dev": result.best, "test": report.scores, "result": out["result"],
             "csv": out["csv"]}

@@ -144,9 +144,7 @@ def score_label_file(pred_csv: str | os.PathLike, gold: Sequence, id_column: str
         bad = [q for q, v in pred.items() if not _is_number(v)]
         problems += [f"id {q!r}: {pred[q]!r} is not a number" for q in bad]
         pred = {q: float(v) for q, v in pred.items() if q not in bad}
-        for ex in gold:
-            pred.setdefault(ex.id, float("nan"))
-        missing = [ex.id for ex in gold if pred[ex.id] != pred[ex.id]]
+        missing = [ex.id for ex in gold if ex.id not in pred]
         if missing:
             raise HarnessError(f"no usable prediction for {len(missing)} example(s), e.g. {missing[:3]}",
                                hint="a regression submission needs a number for every example")

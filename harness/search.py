@@ -62,7 +62,6 @@ from harness.competition import Competition
 from harness.errors import HarnessError
 from harness.folds import group_keys, grouped_folds  # noqa: F401  (re-exported)
 from harness.memory import clear_frames, free_memory
-from harness.qa.task import merge_fold_logits  # noqa: F401  (re-exported)
 from harness.qa.tune import DECODING_PARAMS, decoding_grid, tune_decoding
 from harness.recipes import Recipe, get_recipe, with_checkpoint
 from harness.search_plots import write_plots

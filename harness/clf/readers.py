@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from harness.clf.example import TextExample
-from harness.data.readers import _hf_offline_hint, _load_hf
+from harness.data.readers import _hf_offline_hint, _load_hf, json_lines
 from harness.errors import DataError
 
 LAYOUTS = ("csv", "tsv", "jsonl", "hf")
@@ -259,20 +259,7 @@ def _read_jsonl(path: Path) -> _Table:
         raise _not_utf8(path, e) from None
     if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
         return _json_array(path, text)
-    rows, lines = [], []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: invalid JSON at line {n}, column {e.colno}: {e.msg}",
-                            hint="JSON Lines needs one complete JSON object per line") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}: line {n} is a JSON {type(row).__name__}, not an object",
-                            hint='each line should look like {"text": "...", "label": "..."}')
-        rows.append(row)
-        lines.append(n)
+    rows, lines = json_lines(text, path, hint='each line should look like {"text": "...", "label": "..."}')
     return _Table(str(path), _keys_in_order(rows), rows, lines)
 
 

@@ -82,9 +82,7 @@ class ClassificationTask:
         """All the task's metrics (0-100) and ``"predictions"`` of ``logits`` on labelled ``examples``."""
         from harness.clf.ensemble import predictions
 
-        labels = info["labels"]
-        logits = ClassLogits(logits.example_ids, logits.logits, labels, logits.meta)
-        preds = predictions(logits.logits, logits.example_ids, labels)
+        preds = predictions(logits.logits, logits.example_ids, info["labels"])
         return {**self.score(preds, examples, info), "predictions": preds}
 
     def score(self, preds: dict, examples: Sequence, info: dict) -> dict:

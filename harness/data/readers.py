@@ -242,20 +242,27 @@ def _read_csv(path: Path, sep: str) -> list[dict]:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
     with path.open(encoding="utf-8-sig") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}: invalid JSON at line {n}, column {e.colno}: {e.msg}",
-                                hint="JSON Lines needs one complete JSON object per line") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}: line {n} is a {type(row).__name__}, not a JSON object")
-            rows.append(row)
-    return rows
+        return json_lines(f.read(), path)[0]
+
+
+def json_lines(text: str, source, hint: str = "each line should hold one JSON object") -> tuple[list[dict], list[int]]:
+    """The objects of a JSON Lines text and their 1-based line numbers (blank lines skipped);
+    a bad line is a DataError naming ``source`` and the line."""
+    rows, lines = [], []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{source}: invalid JSON at line {n}, column {e.colno}: {e.msg}",
+                            hint="JSON Lines needs one complete JSON object per line") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{source}: line {n} is a JSON {type(row).__name__}, not an object", hint=hint)
+        rows.append(row)
+        lines.append(n)
+    return rows, lines
 
 
 def _blank(value: Any) -> bool:
