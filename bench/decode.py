@@ -23,9 +23,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from reference_decode import reference_decode  # noqa: E402
 
-from harness.data.example import Example  # noqa: E402
-from harness.qa.decode import decode_windows  # noqa: E402
-from harness.qa.windows import Windows, make_windows  # noqa: E402
+from harness.tasks.qa.example import Example  # noqa: E402
+from harness.tasks.qa.decode import decode_windows  # noqa: E402
+from harness.tasks.qa.windows import Windows, make_windows  # noqa: E402
 
 SHARED = Path(os.environ.get("HARNESS_SHARED_DATA", ROOT.parent / "shared" / "data"))
 MAX_LENGTH, DOC_STRIDE = 384, 128
@@ -34,7 +34,7 @@ MAX_LENGTH, DOC_STRIDE = 384, 128
 def drcd_windows(limit: int | None):
     from transformers import BertTokenizerFast
 
-    from harness.data.readers import read_squad
+    from harness.tasks.qa.readers import read_squad
 
     examples = read_squad(SHARED / "drcd" / "DRCD_dev.json")[:limit]
     tokenizer = BertTokenizerFast(str(SHARED / "vocab" / "bert-base-chinese-vocab.txt"))

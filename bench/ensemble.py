@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.artifacts import LogitSet
-from harness.data.example import Example
-from harness.ensemble import Ensemble
-from harness.qa.decode import decode_windows
-from harness.qa.windows import Windows, make_windows
+from harness.runs import LogitSet
+from harness.tasks.qa.example import Example
+from harness.tasks.qa.ensemble import Ensemble
+from harness.tasks.qa.decode import decode_windows
+from harness.tasks.qa.windows import Windows, make_windows
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HARNESS_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -36,7 +36,7 @@ MEMBERS = (True, True, True, False, False)  # split_chars of each member's windo
 def drcd(limit: int | None):
     from transformers import BertTokenizerFast
 
-    from harness.data.readers import read_squad
+    from harness.tasks.qa.readers import read_squad
 
     examples = read_squad(SHARED / "drcd" / "DRCD_dev.json")[:limit]
     tokenizer = BertTokenizerFast(str(SHARED / "vocab" / "bert-base-chinese-vocab.txt"))

@@ -14,14 +14,14 @@ decay, gradient clipping and batch size:
 * trainer: ``transformers.Trainer`` as ``run_qa.py`` uses it: features padded to max_length in a
   ``datasets.Dataset``, ``default_data_collator``, ``TrainingArguments(per_device_train_batch_size=32,
   bf16=<on GPU>)`` and otherwise default arguments (optimizer adamw_torch_fused, no compile).
-* harness: the pieces of ``harness.train``: ``length_batches`` (length-bucketed batches) +
+* harness: the pieces of ``harness.train.loop``: ``length_batches`` (length-bucketed batches) +
   ``collate`` (padding to the batch's longest window, rounded up to 8) + ``make_accelerator``
   (bf16 autocast on GPU) + AdamW fused on CUDA + ``torch.compile(dynamic=True)`` on GPU
-  (``--compile``), the same step as ``harness.train._train_once``.
+  (``--compile``), the same step as ``harness.train.loop._train_once``.
 
 Training speed is measured over the steps after ``--warmup-steps`` (compilation, allocator and
 cuBLAS warm-up excluded; the device is synchronised only at the two clock marks); prediction speed
-over ``Trainer.predict`` vs ``harness.train.predict_windows`` on all windows after a short warm-up
+over ``Trainer.predict`` vs ``harness.train.loop.predict_windows`` on all windows after a short warm-up
 call. Model FLOP utilisation = 6 * N * tokens/s over a bf16 (fp32 on CPU) square-matmul throughput
 measured in the same run, N = non-embedding parameters (attention-score FLOPs not counted); the
 harness is credited with real tokens, the Trainer with the padded tokens it computes (and, in
@@ -38,7 +38,7 @@ GPU. Each shape ends with two lines, e.g.::
     train_speed: harness 123.4 win/s, trainer 61.2 win/s, ratio 2.02x (base, cuda)
     predict_speed: harness 812.0 win/s, trainer 262.3 win/s, ratio 3.10x (base, cuda)
 
-The harness side repeats the body of ``harness.train._train_once`` (same batching, collate,
+The harness side repeats the body of ``harness.train.loop._train_once`` (same batching, collate,
 ``to_device``, fused AdamW, autocast) with a clock around each step.
 """
 
@@ -121,8 +121,8 @@ def load_windows(args):
     if DRCD.exists() and VOCAB.exists() and not args.synthetic:
         from transformers import BertTokenizerFast
 
-        from harness.data.readers import read_squad
-        from harness.qa.windows import make_windows
+        from harness.tasks.qa.readers import read_squad
+        from harness.tasks.qa.windows import make_windows
 
         examples = read_squad(DRCD)
         tokenizer = BertTokenizerFast(str(VOCAB))  # v5: the vocab path must be positional
@@ -147,7 +147,7 @@ def synthetic_windows(n: int, max_length: int, rng):
     """Windows shaped like DRCD's: half full length, the rest 35-100 % of it, a 20-token question."""
     import numpy as np
 
-    from harness.qa.windows import Windows
+    from harness.tasks.qa.windows import Windows
 
     full = rng.random(n) < 0.5
     lengths = np.where(full, max_length, rng.integers(int(0.35 * max_length), max_length + 1, n)).astype(np.int32)
@@ -279,7 +279,7 @@ def fixed_loss(model, windows, device: str, bf16: bool, batch_size: int = 64) ->
     import numpy as np
     import torch
 
-    from harness.train import collate
+    from harness.train.loop import collate
 
     rows_all = np.arange(min(FIXED_LOSS_WINDOWS[device], len(windows)))
     total = 0.0
@@ -378,7 +378,7 @@ def harness_train(model, windows, args, device, use_compile):
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from harness.train import collate, input_names, length_batches, make_accelerator, set_seed, to_device
+    from harness.train.loop import collate, input_names, length_batches, make_accelerator, set_seed, to_device
 
     set_seed(args.seed)
     accelerator = make_accelerator({"mixed_precision": "auto"})
@@ -463,7 +463,7 @@ def trainer_predict(model, windows, args, device, bf16):
 def harness_predict(model, windows, args):
     import numpy as np
 
-    from harness.train import make_accelerator, predict_windows
+    from harness.train.loop import make_accelerator, predict_windows
 
     accelerator = make_accelerator({"mixed_precision": "auto"})
     model = accelerator.prepare(model)
@@ -515,7 +515,7 @@ def host_costs(model, windows, args) -> dict:
     import torch
     from transformers import default_data_collator
 
-    from harness.train import collate, input_names, length_batches, to_device
+    from harness.train.loop import collate, input_names, length_batches, to_device
 
     rng = np.random.default_rng(args.seed)
     batches = length_batches(windows.lengths, args.batch_size, True, rng)[:20]
@@ -563,7 +563,7 @@ def run_shape(name, windows, args, device, peak) -> dict:
     import torch
     from transformers import BertConfig, BertForQuestionAnswering
 
-    from harness.train import set_seed
+    from harness.train.loop import set_seed
 
     config = BertConfig(vocab_size=VOCAB_SIZE, max_position_embeddings=512, **SHAPES[name])
     set_seed(args.seed)
@@ -666,7 +666,7 @@ def main(argv=None) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
 
-    from harness.models import quiet_transformers
+    from harness.train.models import quiet_transformers
 
     quiet_transformers()
     if args.threads:

@@ -58,7 +58,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.common.errors import HarnessError
 
 FILENAME = "competition.toml"
 LAYOUTS = ("hw7", "squad", "csv", "jsonl", "hf")
@@ -103,7 +103,7 @@ class Competition:
                 f"competition '{self.name}' has no {split} file",
                 hint=f"add it under [files] in {self.root / FILENAME}",
             )
-        from harness.task import get_task
+        from harness.tasks.base import get_task
 
         kwargs = dict(self.options)
         if self.layout == "hf":
@@ -200,7 +200,7 @@ def init_competition(name: str, root: str | Path, train: str, dev: str | None = 
     files = {k: v for k, v in files.items() if v}
     if layout is None:
         if task == "classification":
-            from harness.clf.readers import detect_text_layout
+            from harness.tasks.clf.readers import detect_text_layout
 
             layout = detect_text_layout(train)
         else:

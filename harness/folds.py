@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from harness.errors import HarnessError
+from harness.common.errors import HarnessError
 
 
 def _tie(seed: int, key: str) -> str:

@@ -10,11 +10,11 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from harness.artifacts import atomic_write_text
+from harness.runs import atomic_write_text
 from harness.competition import Competition
-from harness.errors import HarnessError
+from harness.common.errors import HarnessError
 from harness.recipes import Recipe, get_recipe, with_checkpoint
-from harness.workspace import Workspace
+from harness.common.workspace import Workspace
 
 
 def run_params(recipe: Recipe, comp: Competition, overrides: dict | None = None) -> dict:
@@ -28,7 +28,7 @@ def run_params(recipe: Recipe, comp: Competition, overrides: dict | None = None)
 def train_run(comp: Competition, ws: Workspace, recipe_name: str, overrides: dict | None = None,
               model_path: str | None = None, name: str | None = None, use_dev: bool = True, progress: bool = True):
     """Train one run on the competition's train split (scored on dev when it has one)."""
-    from harness.train import train_model
+    from harness.train.loop import train_model
 
     recipe = with_checkpoint(get_recipe(recipe_name, ws.root), model_path)
     params = run_params(recipe, comp, overrides)
@@ -40,7 +40,7 @@ def train_run(comp: Competition, ws: Workspace, recipe_name: str, overrides: dic
 
 
 def predict_split(comp: Competition, ws: Workspace, run: str, split: str = "test", progress: bool = True) -> Path:
-    from harness.train import predict_run
+    from harness.train.loop import predict_run
 
     examples = comp.examples(split)
     return predict_run(ws.run_dir(run), examples, split, progress=progress)
@@ -84,9 +84,9 @@ def submit(comp: Competition, ws: Workspace, runs: Sequence[str], name: str | No
     """
     import shutil
 
-    from harness.submit import write_submission
-    from harness.task import get_task
-    from harness.workspace import check_name
+    from harness.submission import write_submission
+    from harness.tasks.base import get_task
+    from harness.common.workspace import check_name
 
     task = get_task(comp.task)
     run_dirs = [ws.run_dir(r) for r in runs]
@@ -152,12 +152,12 @@ def _jsonable(value):
 def _demo_spec(task: str) -> dict:
     """What differs between the built-in demos: name, generator, layout, language, scorer."""
     if task == "classification":
-        from harness.clf.demo import generate_clf_demo
+        from harness.tasks.clf.demo import generate_clf_demo
         from harness.scoring import score_label_file
 
         return {"name": "demo-clf", "generate": generate_clf_demo, "layout": "csv", "lang": "en",
                 "unit": "reviews", "score": score_label_file, "flags": " --task classification"}
-    from harness.data.demo import generate_demo
+    from harness.tasks.qa.demo import generate_demo
     from harness.scoring import score_file
 
     return {"name": "demo", "generate": generate_demo, "layout": "hw7", "lang": "zh", "unit": "questions",

@@ -26,7 +26,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.common.errors import HarnessError
 
 # What every recipe starts from; a recipe's ``defaults`` override these.
 BASE_DEFAULTS: dict = {

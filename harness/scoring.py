@@ -12,10 +12,10 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from harness.data.example import Example
-from harness.errors import HarnessError
-from harness.qa.metrics import qa_scores
-from harness.submit import read_submission
+from harness.tasks.qa.example import Example
+from harness.common.errors import HarnessError
+from harness.tasks.qa.metrics import qa_scores
+from harness.submission import read_submission
 
 SHOW_IDS = 10  # ids listed per category by ScoreReport.format()
 
@@ -129,8 +129,8 @@ def score_label_file(pred_csv: str | os.PathLike, gold: Sequence, id_column: str
     ``labels`` are the class names (default: the gold's label set); numeric gold labels
     (floats) are scored as regression.
     """
-    from harness.clf.readers import label_set
-    from harness.clf.task import ClassificationTask
+    from harness.tasks.clf.readers import label_set
+    from harness.tasks.clf.task import ClassificationTask
 
     unlabelled = [ex.id for ex in gold if not ex.labelled]
     if unlabelled:

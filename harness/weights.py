@@ -2,7 +2,7 @@
 
 ``search_weights(score, n)`` maximises ``score(weights)`` over ``n`` members: Caruana's greedy
 forward selection with replacement, or Optuna's TPE. Used by the QA span ensemble
-(``harness.ensemble.fit_weights``) and the classification ensemble (``harness.clf.ensemble``).
+(``harness.tasks.qa.ensemble.fit_weights``) and the classification ensemble (``harness.tasks.clf.ensemble``).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ def zh_tokenizer():
 @pytest.fixture(scope="session")
 def demo_files(tmp_path_factory):
     """The generated demo competition files (train/dev/test/test_gold, HW7 layout)."""
-    from harness.data.demo import generate_demo
+    from harness.tasks.qa.demo import generate_demo
 
     out = tmp_path_factory.mktemp("demo-data")
     generate_demo(out, seed=0)

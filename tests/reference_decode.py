@@ -1,4 +1,4 @@
-"""Plain nested-loop reference of ``harness.qa.decode`` (tests and bench/decode.py only).
+"""Plain nested-loop reference of ``harness.tasks.qa.decode`` (tests and bench/decode.py only).
 
 Deliberately naive: loops over rows, start positions and span lengths in Python. Scores are summed
 exactly in float64 and rounded to float32 before ranking, which gives the same numbers and order

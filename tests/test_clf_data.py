@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.clf import readers
-from harness.clf.demo import clf_demo_is_stale, generate_clf_demo
-from harness.clf.example import TextExample
-from harness.clf.readers import detect_text_layout, hf_split, label_set, read_texts
-from harness.errors import DataError, HarnessError
+from harness.tasks.clf import readers
+from harness.tasks.clf.demo import clf_demo_is_stale, generate_clf_demo
+from harness.tasks.clf.example import TextExample
+from harness.tasks.clf.readers import detect_text_layout, hf_split, label_set, read_texts
+from harness.common.errors import DataError, HarnessError
 from conftest import shared_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -341,7 +341,7 @@ def test_hf_glue_needs_a_known_config():
 
 def test_hf_unreachable_hub_fails_fast_with_clf_hint(tmp_path, monkeypatch):
     datasets = pytest.importorskip("datasets")
-    from harness.data import readers as qa_readers
+    from harness.tasks.qa import readers as qa_readers
 
     monkeypatch.setattr(qa_readers, "_hub_reachable", lambda timeout=3.0: False)
     before = datasets.config.HF_HUB_OFFLINE
@@ -355,7 +355,7 @@ def test_hf_unreachable_hub_fails_fast_with_clf_hint(tmp_path, monkeypatch):
 
 
 def test_hf_offline_fails_fast_in_a_fresh_process(tmp_path):
-    code = ("from harness.clf.readers import read_texts\n"
+    code = ("from harness.tasks.clf.readers import read_texts\n"
             "try:\n    read_texts('Yelp/yelp_review_full', split='test')\n"
             "except Exception as e:\n    print(type(e).__name__); print(e)\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
@@ -435,7 +435,7 @@ def test_demo_deterministic(tmp_path):
 
 def test_demo_deterministic_across_hash_seeds(tmp_path):
     generate_clf_demo(tmp_path / "a", seed=1, **SMALL)
-    code = (f"from harness.clf.demo import generate_clf_demo; "
+    code = (f"from harness.tasks.clf.demo import generate_clf_demo; "
             f"generate_clf_demo({str(tmp_path / 'b')!r}, seed=1, **{SMALL!r})")
     subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": "12345"}, check=True,
                    cwd=ROOT, timeout=60)

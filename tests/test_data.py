@@ -13,19 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.data import (
-    Example,
-    demo_is_stale,
-    detect_layout,
-    generate_demo,
-    read_examples,
-    read_hf,
-    read_hw7,
-    read_squad,
-    read_table,
-    validate_examples,
-)
-from harness.errors import DataError
+from harness.tasks.qa.demo import demo_is_stale, generate_demo
+from harness.tasks.qa.example import Example
+from harness.tasks.qa.readers import detect_layout, read_examples, read_hf, read_hw7, read_squad, read_table
+from harness.tasks.qa.validate import validate_examples
+from harness.common.errors import DataError
 from conftest import shared_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -297,7 +289,7 @@ def test_validate_is_linear_on_30k():
 # ---- Hugging Face -----------------------------------------------------------------------------
 
 def test_read_hf_offline_fails_fast(tmp_path):
-    code = ("from harness.data import read_hf\n"
+    code = ("from harness.tasks.qa.readers import read_hf\n"
             "try:\n    read_hf('squad', 'validation')\n"
             "except Exception as e:\n    print(type(e).__name__); print(e)\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
@@ -312,7 +304,7 @@ def test_read_hf_offline_fails_fast(tmp_path):
 
 def test_read_hf_unreachable_hub_uses_offline_mode_and_restores(tmp_path, monkeypatch):
     datasets = pytest.importorskip("datasets")
-    from harness.data import readers
+    from harness.tasks.qa import readers
 
     monkeypatch.setattr(readers, "_hub_reachable", lambda timeout=3.0: False)
     before = datasets.config.HF_HUB_OFFLINE
@@ -342,7 +334,7 @@ def test_demo_deterministic(tmp_path):
 
 def test_demo_deterministic_across_hash_seeds(tmp_path):
     generate_demo(tmp_path / "a", seed=1, **SMALL)
-    code = f"from harness.data import generate_demo; generate_demo({str(tmp_path / 'b')!r}, seed=1, **{SMALL!r})"
+    code = f"from harness.tasks.qa.demo import generate_demo; generate_demo({str(tmp_path / 'b')!r}, seed=1, **{SMALL!r})"
     subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": "12345"}, check=True,
                    cwd=ROOT, timeout=60)
     for name in ("train.json", "dev.json", "test.json", "test_gold.json"):

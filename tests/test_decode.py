@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.data.example import Example
-from harness.qa import decode
-from harness.qa.decode import Span, best_spans, decode_windows
-from harness.qa.windows import Windows, make_windows
+from harness.tasks.qa.example import Example
+from harness.tasks.qa import decode
+from harness.tasks.qa.decode import Span, best_spans, decode_windows
+from harness.tasks.qa.windows import Windows, make_windows
 from reference_decode import reference_best_spans, reference_decode
 
 from conftest import shared_file
@@ -128,7 +128,7 @@ def test_decode_windows_synthetic_equals_reference(seed, null_threshold):
 @pytest.mark.shared
 @pytest.mark.parametrize("split_chars", [False, True])
 def test_decode_windows_drcd_subset_equals_reference(zh_tokenizer, split_chars):
-    from harness.data.readers import read_squad
+    from harness.tasks.qa.readers import read_squad
 
     examples = read_squad(shared_file("drcd/DRCD_dev.json"))[:60]
     windows = make_windows(zh_tokenizer, examples, max_length=128, doc_stride=48, split_chars=split_chars)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.artifacts import LogitSet
-from harness.data.example import Example
-from harness.ensemble import (
+from harness.runs import LogitSet
+from harness.tasks.qa.example import Example
+from harness.tasks.qa.ensemble import (
     FLOOR, Ensemble, char_scores, chars_per_token, combine, decode_chars, ensemble_answers,
     ensemble_predictions, fit_weights,
 )
-from harness.qa.decode import decode_windows
-from harness.qa.windows import Windows, make_windows
+from harness.tasks.qa.decode import decode_windows
+from harness.tasks.qa.windows import Windows, make_windows
 
 from conftest import shared_file
 
@@ -21,14 +21,14 @@ N_EXAMPLES = 40
 
 @pytest.fixture(scope="module")
 def drcd():
-    from harness.data.readers import read_squad
+    from harness.tasks.qa.readers import read_squad
 
     return read_squad(shared_file("drcd/DRCD_dev.json"))[:N_EXAMPLES]
 
 
 @pytest.fixture(scope="module")
 def squad():
-    from harness.data.readers import read_squad
+    from harness.tasks.qa.readers import read_squad
 
     return read_squad(shared_file("squad/squad_v1.1_dev_even_articles.json"))[:N_EXAMPLES]
 

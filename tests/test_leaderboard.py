@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import main
-from harness.data.example import Example
-from harness.leaderboard import Bootstrap, Leaderboard, is_public, record_submission
-from harness.workspace import Workspace
+from harness.tasks.qa.example import Example
+from harness.board.store import Bootstrap, Leaderboard, is_public, record_submission
+from harness.common.workspace import Workspace
 
 IDS = [f"q{i:03d}" for i in range(40)]
 

@@ -7,10 +7,10 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import main
-from harness.clf.metrics import clf_scores
-from harness.errors import HarnessError
-from harness.leaderboard import Leaderboard, Scheme, is_public, record_classification
-from harness.workspace import Workspace
+from harness.tasks.clf.metrics import clf_scores
+from harness.common.errors import HarnessError
+from harness.board.store import Leaderboard, Scheme, is_public, record_classification
+from harness.common.workspace import Workspace
 
 LABELS = ["neg", "pos"]
 IDS = [f"e{i}" for i in range(6)]

@@ -1,4 +1,4 @@
-"""harness.qa.metrics: hand-computed cases for every rule, plus agreement with the official scripts."""
+"""harness.tasks.qa.metrics: hand-computed cases for every rule, plus agreement with the official scripts."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from harness.qa.metrics import (
+from harness.tasks.qa.metrics import (
     METRIC_DIR, detect_lang, exact_match, f1_score, mixed_segmentation, normalize_answer,
     qa_scores, tokenize,
 )
@@ -221,7 +221,7 @@ def test_evaluate_metric_loads_offline(tmp_path):
     """evaluate.load(<folder>) works with HF_HUB_OFFLINE=1 (a subprocess: evaluate reads it at import)."""
     code = (
         "import json\n"
-        "from harness.qa.metrics import load_metric\n"
+        "from harness.tasks.qa.metrics import load_metric\n"
         "m = load_metric()\n"
         "out = m.compute(\n"
         "    predictions=[{'id': '1', 'prediction_text': 'Denver'}, {'id': '2', 'prediction_text': '台北市'},\n"

@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.data.readers import read_squad
-from harness.qa.decode import decode_windows
-from harness.qa.metrics import qa_scores
-from harness.qa.windows import make_windows
+from harness.tasks.qa.readers import read_squad
+from harness.tasks.qa.decode import decode_windows
+from harness.tasks.qa.metrics import qa_scores
+from harness.tasks.qa.windows import make_windows
 
 from conftest import shared_file
 

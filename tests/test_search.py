@@ -22,13 +22,13 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import main
-from harness.data.example import Example
-from harness.errors import HarnessError
-from harness.qa.tune import decoding_grid, tune_decoding
-from harness.search import group_keys, grouped_folds
-from harness.search_space import check_space, parse_spec, PRUNERS, SAMPLERS
-from harness.study_storage import load_study, resolve_storage, worker_alive, worker_identity
-from harness.workspace import Workspace
+from harness.tasks.qa.example import Example
+from harness.common.errors import HarnessError
+from harness.tasks.qa.tune import decoding_grid, tune_decoding
+from harness.search.run import group_keys, grouped_folds
+from harness.search.space import check_space, parse_spec, PRUNERS, SAMPLERS
+from harness.search.storage import load_study, resolve_storage, worker_alive, worker_identity
+from harness.common.workspace import Workspace
 
 FAST = ["--set", "epochs=1", "--set", "max_steps=6", "--set", "batch_size=16", "--metric", "f1", "--quiet"]
 
@@ -49,7 +49,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory, one_thread) -> Path:
     from harness.competition import init_competition
-    from harness.data.demo import generate_demo
+    from harness.tasks.qa.demo import generate_demo
 
     root = tmp_path_factory.mktemp("search-ws")
     p = generate_demo(root / "data", seed=0, n_train=200, n_dev=60, n_test=30)
@@ -165,7 +165,7 @@ def dev_study(ws):
 def test_dev_search_best_is_at_least_the_defaults(ws, dev_study):
     from harness.competition import load_competition
     from harness.recipes import get_recipe
-    from harness.train import train_qa
+    from harness.train.loop import train_qa
 
     study = load_study(Workspace(ws), "tiny-dev")
     done = [t for t in study.get_trials(deepcopy=False) if t.state.name in ("COMPLETE", "PRUNED")]
@@ -217,7 +217,7 @@ def test_resume_refuses_a_changed_configuration(ws, dev_study):
 
 @pytest.mark.slow
 def test_tune_decoding_on_saved_logits(ws, dev_study):
-    from harness.artifacts import load_logits
+    from harness.runs import load_logits
     from harness.competition import load_competition
 
     study = load_study(Workspace(ws), "tiny-dev")
@@ -264,9 +264,9 @@ def test_trials_and_refit_cli(ws, dev_study):
 
 @pytest.mark.slow
 def test_kfold_search_oof_covers_every_example_once(ws):
-    from harness.artifacts import load_logits
+    from harness.runs import load_logits
     from harness.competition import load_competition
-    from harness.study_data import load_data
+    from harness.search.data import load_data
 
     t0 = time.time()
     r = invoke(ws, "search", "-r", "tiny", "--study", "kf", "--folds", "3", "--pool-dev", "--trials", "1", *FAST)
@@ -376,9 +376,9 @@ def test_two_workers_share_one_journal(ws):
 
 def test_recovery_of_dead_running_trials(ws):
     from harness.competition import load_competition
-    from harness.search import prepare_search
-    from harness.search_space import suggest
-    from harness.study_storage import recover_dead_trials, study_lock
+    from harness.search.run import prepare_search
+    from harness.search.space import suggest
+    from harness.search.storage import recover_dead_trials, study_lock
 
     comp, workspace = load_competition(ws), Workspace(ws)
     setup, created = prepare_search(comp, workspace, recipe="tiny", study="rec", overrides={"epochs": 1},

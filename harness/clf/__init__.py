@@ -1,1 +1,0 @@
-"""Text classification and regression (GLUE-style tasks)."""
