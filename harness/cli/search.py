@@ -48,8 +48,12 @@ def _parse_space(pairs) -> dict | None:
 @click.option("--metric", help="objective: em/f1 (QA), accuracy/f1/macro_f1/mcc or pearson/spearman/combined "
               "(classification); default: the competition's metric")
 @click.option("--study", help="study name (default: RECIPE-dev or RECIPE-Kfold)")
-@click.option("--storage", help="Optuna storage URL (sqlite:///..., postgresql://..., journal:FILE); default: "
-              "studies/NAME/study.db, or studies/NAME/journal.log with --n-jobs > 1")
+@click.option("--storage", help="Optuna storage URL: sqlite:///FILE, journal:FILE, or a database server that "
+              "several hosts share, e.g. postgresql://USER@HOST[:PORT]/DB (psycopg 3 or psycopg2: pip install "
+              "'harness[postgres]'); default: studies/NAME/study.db, or studies/NAME/journal.log with --n-jobs > 1. "
+              "A password is never printed or saved (search.json keeps the URL without it): to resume, give "
+              "--storage with it again, or set PGPASSWORD or a ~/.pgpass line (libpq), or "
+              "HARNESS_STORAGE_PASSWORD")
 @click.option("--n-jobs", type=int, default=1, show_default=True, help="worker processes sharing the study")
 @_set_option
 @_model_path_option
