@@ -16,29 +16,32 @@ span); identical character spans found in several windows are merged, keeping th
 example with no candidate gets ``""`` (HF writes ``"empty"``).
 
 The exact search (our own; the sparse table is the textbook range-maximum structure). For a row
-with start scores ``s`` and end scores ``e`` and span length limit ``D``:
+with start scores ``s`` and end scores ``e``, span length limit ``D`` and ``k = n_best``:
 
 1. ``B[i] = s[i] + max(e[i:i + D])``, the best span of each start, for all starts at once: a
    sparse table of end maxima (``log2 D`` shifted ``np.maximum`` passes over the flattened batch,
-   each row padded with ``D - 1`` impossible ends so that rows never mix) and one last shift.
-   Float32 rounding is monotonic, so ``B[i]`` is exactly the largest float32 span score of ``i``.
-2. ``tau``, the ``n_best``-th largest ``B`` of the row, is a lower bound on the row's
-   ``n_best``-th best span (``n_best`` distinct starts each have a span scoring ``>= tau``), and a
-   span scoring ``>= tau`` can only start where ``B >= tau``: at most ``n_best`` starts (plus
-   ties). Both come from blocks of 4 starts: the ``n_best`` best starts lie in the blocks whose
-   maximum reaches the ``n_best``-th largest block maximum, so one ``np.partition`` over block
-   maxima and one over the starts of those blocks give ``tau`` and the candidate starts.
-3. The ends of each candidate start are scanned (one gather of ``D`` ends per start) and every
-   span scoring ``>= tau`` is kept; these include the row's top ``n_best``, ties at the cut-off
-   included, which are then ranked by one sort of packed 64-bit keys (score, then start, then end).
+   each row padded with ``D - 1`` impossible ends so that rows never mix) and one last
+   overlapping maximum. Float32 rounding is monotonic, so ``B[i]`` is exactly the largest float32
+   score of a span starting at ``i``.
+2. ``tau``, the ``k``-th largest ``B`` of the row (one ``np.partition`` per row), is a lower bound
+   on the row's ``k``-th best span (``k`` distinct starts each have a span scoring ``>= tau``),
+   and a span scoring ``>= tau`` can only start where ``B >= tau``: ``k`` starts, plus ties.
+3. The ``D`` ends of each of those starts are scanned (one gather per start) and every span
+   scoring ``>= tau`` is kept: about ``2k`` candidates per row that include the row's top ``k``,
+   ties at the cut-off included. They are ranked by a row sort of a small dense matrix of packed
+   64-bit keys (descending score, then start, then end).
+
+Work is linear in the number of positions (about a dozen vectorised passes) plus ``O(k D)`` per
+row, instead of the ``O(D)`` passes of the exhaustive candidate tensor. Rows are processed in
+groups of similar context extent and in chunks of about ``CHUNK_BYTES`` (cache-sized).
 
 ``decode_windows`` raises each window's ``tau`` to the largest ``tau`` among the windows of its
-example before scanning (every window's bound is a bound on the example's ``n_best``-th best
-span), merges identical character spans and ranks per example. Where a window's distinct token
-spans do not map to distinct character spans (repeated offsets) the merged list of an example
-may end up shorter than ``n_best``; such examples are searched again exhaustively, so the n-best
-lists are always exact. Rows are processed in groups of similar context extent and in chunks of
-about ``MEMORY_BYTES`` of temporary arrays. NaN scores count as impossible positions.
+example (every window's bound is a bound on the example's ``k``-th best span), maps the
+candidates to character spans, merges identical spans (keeping the best score) and ranks them per
+example, again by row sorts of dense key matrices. Where distinct token spans of a window share
+a character span (repeated offsets) an example's merged list may come out shorter than ``k``;
+such examples are searched again exhaustively, so the n-best lists are always exact. NaN scores
+count as impossible positions.
 """
 
 from __future__ import annotations
@@ -51,9 +54,7 @@ import numpy as np
 from harness.tasks.qa.example import Example
 from harness.tasks.qa.windows import Windows
 
-MEMORY_BYTES = 256 * 2**20  # bound on the larger temporary arrays
 CHUNK_BYTES = 4 * 2**20  # rows are searched in chunks of about this many bytes of work arrays (cache-sized)
-_BLOCK = 4  # starts per block in the threshold search
 _LOWEST = np.float32(-np.finfo(np.float32).max)  # threshold that keeps every span scoring > -inf
 _MAX_BUCKETS = 4
 
@@ -224,15 +225,16 @@ def _best_per_start(S: np.ndarray, E: np.ndarray, d: int) -> np.ndarray:
 
 
 class _Bucket:
-    """Steps 1-2 of the search for one group of rows: padded scores, thresholds, candidate starts."""
+    """Steps 1-2 of the search for one chunk of rows (``rows``: a slice or indices) over the
+    columns ``lo_b:hi_b``: padded flat scores ``S``, ``E``, the best span of each start ``B`` and
+    the thresholds ``thr``; ``spans`` is step 3."""
 
     def __init__(self, s, e, s_ok, e_ok, rows, lo_b, hi_b, max_span, k, exhaustive):
         self.rows = np.arange(len(s))[rows]
         self.lo_b = lo_b
         w = hi_b - lo_b
         d = self.d = min(int(max_span), w)
-        g = _BLOCK
-        wp = self.wp = -(-(w + d - 1) // g) * g  # >= d - 1 impossible ends after each row
+        wp = self.wp = w + d - 1  # d - 1 impossible ends after each row: rows never mix
         n = len(self.rows)
         cols = slice(lo_b, hi_b)
         pick = lambda x: x[rows, cols]  # noqa: E731
@@ -240,10 +242,9 @@ class _Bucket:
         flat = []
         penalty = {}
         for x, ok in ((s, s_ok), (e, e_ok)):
-            buf = np.empty(size + g, np.float32)  # + one block of impossible positions for padding
-            view = buf[:size].reshape(n, wp)
+            buf = np.empty(size, np.float32)
+            view = buf.reshape(n, wp)
             view[:, w:] = -np.inf
-            buf[size:] = -np.inf
             if ok is None:
                 view[:, :w] = pick(x)
             else:
@@ -260,42 +261,17 @@ class _Bucket:
             E[np.isnan(E)] = -np.inf
             B = _best_per_start(S, E, d)
             B[np.isnan(B)] = -np.inf
-        # 2. block maxima, the k-th best block, the k-th best start (tau) and the candidate starts
-        nbw = wp // g
-        bm = np.maximum(B[0:size:4], B[1:size:4])
-        np.maximum(bm, B[2:size:4], out=bm)
-        np.maximum(bm, B[3:size:4], out=bm)
-        bm = bm.reshape(n, nbw)
-        if exhaustive or nbw < k:
-            sel = bm > -np.inf
-        else:
-            kth = np.partition(bm, nbw - k, axis=1)[:, nbw - k]
-            sel = bm >= np.maximum(kth, _LOWEST)[:, None]
-        cnt = sel.sum(axis=1)
-        cmax = int(cnt.max())
-        blocks = np.flatnonzero(sel)
-        if (cnt == cmax).all():
-            blk = blocks.reshape(n, cmax)
-        else:  # pad with the block of impossible starts after the last row
-            blk = np.full((n, cmax), size // g, np.int64)
-            br = blocks // nbw
-            blk[br, np.arange(len(blocks)) - (np.cumsum(cnt) - cnt)[br]] = blocks
-        self.blk = blk
-        self.vals = B.reshape(-1, g)[blk].reshape(n, cmax * g)
+        # 2. the k-th best start of each row (tau): one partition per row
+        self.B = B.reshape(n, wp)
         self.thr = np.full(n, _LOWEST, np.float32)
-        if not exhaustive and cmax * g >= k:
-            kth = np.partition(self.vals, cmax * g - k, axis=1)[:, cmax * g - k]
+        if not exhaustive and wp >= k:
+            kth = self.B.max(axis=1) if k == 1 else np.partition(self.B, wp - k, axis=1)[:, wp - k]
             self.thr = np.maximum(kth, _LOWEST).astype(np.float32)
 
-    def spans(self, thr: np.ndarray, top: int | None = None):
-        """Step 3: every span scoring ``>= thr`` (per row, at least ``self.thr``), by row, start, end.
-
-        With ``top``: only each row's ``top`` best, by descending score, then start, then end.
-        """
-        width = self.vals.shape[1]
-        hit = np.flatnonzero(self.vals >= thr[:, None])
-        srow = hit // width
-        st = self.blk.ravel()[hit // _BLOCK] * _BLOCK + hit % _BLOCK
+    def spans(self, thr: np.ndarray):
+        """Step 3: every span scoring ``>= thr`` (per row, at least ``self.thr``), by row, start, end."""
+        st = np.flatnonzero(self.B >= thr[:, None])  # candidate starts: their best span reaches thr
+        srow = st // self.wp
         col_of, thr_of = st - srow * self.wp + self.lo_b, thr[srow][:, None]
         ends = np.lib.stride_tricks.sliding_window_view(self.E, self.d)
         d = self.d
@@ -309,31 +285,27 @@ class _Bucket:
             starts = col_of[sl][c]
             out.append((srow[sl][c], starts, starts + (f - c * d), sc.ravel()[f]))
         r, starts, ends, scores = tuple(np.concatenate(x) for x in zip(*out)) if len(out) != 1 else out[0]
-        if top is not None and len(r):
-            _, best = _top_of_runs(r, scores, top)
-            best = best[best >= 0]  # row by row, best first
-            r, starts, ends, scores = r[best], starts[best], ends[best], scores[best]
         return self.rows[r], starts, ends, scores
 
 
-def _scan(out, thr, s, e, s_ok, e_ok, rows, lo, lo_b, hi_b, max_span, k, exhaustive, top):
+def _scan(out, thr, s, e, s_ok, e_ok, rows, lo, lo_b, hi_b, max_span, k, exhaustive):
     """Search one group of rows in chunks of about ``CHUNK_BYTES`` (appends to ``out``, sets ``thr``)."""
     w = hi_b - lo_b
-    per_row = (w + min(max_span, w) + _BLOCK) * 4 * 6
+    per_row = (w + min(max_span, w)) * 4 * 6
     count = len(lo) if rows is None else len(rows)
     step = max(1, CHUNK_BYTES // per_row)
     for i in range(0, count, step):
         part = rows[i: i + step] if rows is not None else slice(i, i + step)  # a slice: views, no copies
         b = _Bucket(s, e, s_ok, e_ok, part, lo_b, hi_b, max_span, k, exhaustive)
         thr[b.rows] = b.thr
-        out.append(b.spans(b.thr, k if top else None))
+        out.append(b.spans(b.thr))
 
 
-def _span_candidates(s, e, s_ok, e_ok, max_span, k, groups=None, exhaustive=False, extent=None, top=False):
+def _span_candidates(s, e, s_ok, e_ok, max_span, k, groups=None, exhaustive=False, extent=None):
     """Every span of each row scoring at least the row's threshold, and the thresholds.
 
     Returns ``rows, starts, ends, scores, thr``: the candidates of a row are contiguous and sorted
-    by (start, end) -- with ``top``, only the row's ``k`` best, best first (ties: start, end); ``thr[r]`` is ``_LOWEST`` (every span) or a score reached by spans of at least
+    by (start, end); ``thr[r]`` is ``_LOWEST`` (every span) or a score reached by spans of at least
     ``k`` distinct starts of row ``r`` -- or, with ``groups``, of some row of the same group.
     """
     n, p = s.shape
@@ -342,15 +314,14 @@ def _span_candidates(s, e, s_ok, e_ok, max_span, k, groups=None, exhaustive=Fals
     none = (z, z, z, np.zeros(0, np.float32), thr)
     if n == 0 or p == 0 or max_span <= 0 or k <= 0:
         return none
-    if extent is None:
-        s_ok = (s > -np.inf) if s_ok is None else s_ok & (s > -np.inf)
-        e_ok = (e > -np.inf) if e_ok is None else e_ok & (e > -np.inf)
-        extent = _extent(s_ok, e_ok)
+    if extent is None:  # (a mask given as None stays None: -inf and NaN positions need none)
+        extent = _extent((s > -np.inf) if s_ok is None else s_ok & (s > -np.inf),
+                         (e > -np.inf) if e_ok is None else e_ok & (e > -np.inf))
     lo, hi = extent
     out = []
     with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf, float32 overflow: see _Bucket
         for rows, lo_b, hi_b in _buckets(lo, hi, max_span):
-            _scan(out, thr, s, e, s_ok, e_ok, rows, lo, lo_b, hi_b, max_span, k, exhaustive, top)
+            _scan(out, thr, s, e, s_ok, e_ok, rows, lo, lo_b, hi_b, max_span, k, exhaustive)
     if not out:
         return none
     rows, starts, ends, scores = (np.concatenate(x) for x in zip(*out)) if len(out) > 1 else out[0]
@@ -378,14 +349,16 @@ def best_spans(
 
     A span ``(s, e)`` is valid when ``s <= e < s + max_span`` and ``start_ok[r, s]`` and
     ``end_ok[r, e]`` and its score ``start_scores[r, s] + end_scores[r, e]`` (float32) is above
-    ``-inf`` (NaN scores count as impossible). Returns ``starts``, ``ends`` (int32 [rows, n_best])
+    ``-inf`` (NaN scores count as impossible; a mask given as None allows every position).
+    Returns ``starts``, ``ends`` (int32 [rows, n_best])
     and ``scores`` (float32 [rows, n_best]), each row sorted by descending score, ties broken by
     smaller start, then smaller end. Rows with fewer than ``n_best`` valid spans are padded with
     position -1 and score ``-inf``. Exact (see the module docstring for the search).
     """
     s = np.asarray(start_scores, dtype=np.float32)
     e = np.asarray(end_scores, dtype=np.float32)
-    if s.ndim != 2 or s.shape != e.shape or np.shape(start_ok) != s.shape or np.shape(end_ok) != s.shape:
+    masks = [m for m in (start_ok, end_ok) if m is not None]
+    if s.ndim != 2 or s.shape != e.shape or any(np.shape(m) != s.shape for m in masks):
         raise ValueError(f"expected four [rows, positions] arrays of one shape, got {s.shape}, {e.shape}, "
                          f"{np.shape(start_ok)}, {np.shape(end_ok)}")
     rows_n = s.shape[0]
@@ -394,10 +367,14 @@ def best_spans(
     scores = np.full((rows_n, max(n_best, 0)), -np.inf, dtype=np.float32)
     if n_best <= 0:
         return starts, ends, scores
-    rows, a, b, sc, _ = _span_candidates(s, e, np.asarray(start_ok, bool), np.asarray(end_ok, bool), max_span,
-                                         n_best, top=True)
-    _, rank, _, _ = _layout(rows)
-    starts[rows, rank], ends[rows, rank], scores[rows, rank] = a, b, sc
+    rows, a, b, sc, _ = _span_candidates(s, e, None if start_ok is None else np.asarray(start_ok, bool),
+                                         None if end_ok is None else np.asarray(end_ok, bool), max_span, n_best)
+    heads, top = _top_of_runs(rows, sc, n_best)
+    ok = top >= 0
+    pick = top[ok]
+    r = np.broadcast_to(rows[heads][:, None], top.shape)[ok]
+    col = np.broadcast_to(np.arange(n_best), top.shape)[ok]
+    starts[r, col], ends[r, col], scores[r, col] = a[pick], b[pick], sc[pick]
     return starts, ends, scores
 
 
@@ -505,80 +482,93 @@ def _distinct(ex, c0, c1, sc, m):
     return ex, c0, c1, sc
 
 
-def _char_candidates(s, e, ok, windows, rows, max_answer_length, n_best, exhaustive=False, top=False):
-    """Candidates of the windows ``rows`` (None: all) as (window, example, c0, c1, score), and thresholds."""
+def _char_candidates(s, e, ok, windows, rows, max_answer_length, n_best, exhaustive=False):
+    """Candidates of the windows ``rows`` (None: all) as (example, c0, c1, score), grouped by
+    example, and the windows' thresholds."""
     offsets, exi = windows.offsets, windows.example_index.astype(np.int64)
     if rows is not None:
         s, e, ok, offsets, exi = s[rows], e[rows], ok[rows], offsets[rows], exi[rows]
     length = offsets.shape[1]
     r, a, b, sc, thr = _span_candidates(s, e, ok, ok, max_answer_length, n_best, groups=exi,
-                                        exhaustive=exhaustive, extent=_extent(ok, ok), top=top)
+                                        exhaustive=exhaustive, extent=_extent(ok, ok))
+    ex = exi[r]
+    if len(ex) > 1 and (ex[1:] < ex[:-1]).any():  # windows out of example order: move whole runs
+        _, _, heads, lengths = _layout(r)
+        order = np.argsort(ex[heads], kind="stable")
+        starts_new = np.cumsum(lengths[order]) - lengths[order]
+        perm = np.arange(len(r)) + np.repeat(heads[order] - starts_new, lengths[order])
+        r, a, b, sc, ex = r[perm], a[perm], b[perm], sc[perm], ex[perm]
     flat = offsets.reshape(-1)
     c0 = flat[(r * length + a) * 2].astype(np.int64)
     c1 = flat[(r * length + b) * 2 + 1].astype(np.int64)
-    return r, exi[r], c0, c1, sc, thr
+    return ex, c0, c1, sc, thr, r
 
 
-def _ordered(offsets: np.ndarray, ok: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Windows whose context tokens are contiguous with strictly increasing character starts and
-    ends: distinct token spans are then distinct character spans, in the same (start, end) order."""
-    c0, c1 = offsets[:, :, 0], offsets[:, :, 1]
-    both = ok[:, 1:] & ok[:, :-1]
-    back = both & ((c0[:, 1:] <= c0[:, :-1]) | (c1[:, 1:] <= c1[:, :-1]))
-    return ~back.any(axis=1) & (ok.sum(axis=1) == np.maximum(hi - lo, 0))
+def _merge_dense(ex, c0, c1, sc, m, n_best, win=None):
+    """``_merge`` by two row sorts of dense per-example matrices of 64-bit keys.
 
-
-def _merge_windows(r, ex, c0, c1, sc, m, n_best):
-    """``_merge`` for the top-``n_best`` lists of windows with ordered offsets (see ``_ordered``).
-
-    ``r`` groups the candidates by window, each window's list best first. Every span of an
-    example's top ``n_best`` is in the list of the window where it scores best (the spans ahead
-    of it there are distinct spans with scores at least as high, ranked ahead of it in the same
-    order), so an example's single list is its answer and several lists are merged (duplicates
-    keep their best score) and ranked, by two row sorts of small dense matrices of keys.
+    Candidates come grouped by example. First sort: by span (``c0 * cm + c1``), best score first,
+    so later copies of a span are duplicates; second: by score, then span. The first is skipped for
+    an example whose candidates all come from one window (``win``) in strictly increasing (c0, c1)
+    order: they are distinct. Examples with more than ``_DENSE`` candidates, or spans too long for
+    the keys, take ``_merge``.
     """
     nb_starts = np.full((m, n_best), -1, dtype=np.int32)
     nb_ends = np.full((m, n_best), -1, dtype=np.int32)
     nb_scores = np.full((m, n_best), -np.inf, dtype=np.float32)
+    count = np.zeros(m, np.int64)
     if len(sc) == 0:
-        return nb_starts, nb_ends, nb_scores
-    run, rank, heads, _ = _layout(r)
-    run_ex = ex[heads]
-    alone = (np.bincount(run_ex, minlength=m) == 1)[ex]
-    if alone.any():
-        pick = np.flatnonzero(alone)
-        e_of, col = ex[pick], rank[pick]
-        nb_starts[e_of, col], nb_ends[e_of, col], nb_scores[e_of, col] = c0[pick], c1[pick], sc[pick]
-    if alone.all():
-        return nb_starts, nb_ends, nb_scores
-    pick = np.flatnonzero(~alone)
-    pick = pick[np.argsort(ex[pick], kind="stable")]
-    g_ex = ex[pick]
-    cm = int(c1[pick].max()) + 1
-    if cm * cm > 2**31:  # span ids would not fit the 31 bits the keys leave them
-        got = _merge(g_ex, c0[pick], c1[pick], sc[pick], m, n_best)
-        done = np.unique(g_ex)
-        nb_starts[done], nb_ends[done], nb_scores[done] = got[0][done], got[1][done], got[2][done]
-        return nb_starts, nb_ends, nb_scores
-    g_run, g_rank, g_heads, g_len = _layout(g_ex)
-    span = c0[pick] * cm + c1[pick]
-    desc = _desc_key(sc[pick]).astype(np.int64)
-    for runs, by_span in _dense_sort(g_run, g_rank, (span << 32) | desc, g_len):
-        # by span, best score first: later copies of a span are duplicates
-        dup = np.zeros_like(by_span, bool)
-        dup[:, 1:] = (by_span[:, 1:] >> 32) == (by_span[:, :-1] >> 32)
-        sp, de = by_span >> 32, by_span & 0xFFFFFFFF
-        ranked = np.where((by_span != _PAD) & ~dup, (de << 31) | sp, _PAD)
-        ranked.sort(axis=1)  # by score, then span: (c0, c1)
-        ranked = ranked[:, :n_best]
-        ok = ranked != _PAD
-        sp = ranked & 0x7FFFFFFF
-        e_of = np.broadcast_to(g_ex[g_heads[runs]][:, None], ranked.shape)[ok]
-        col = np.broadcast_to(np.arange(ranked.shape[1]), ranked.shape)[ok]
-        nb_starts[e_of, col] = (sp[ok] // cm).astype(np.int32)
-        nb_ends[e_of, col] = (sp[ok] % cm).astype(np.int32)
-        nb_scores[e_of, col] = _score_of(ranked[ok] >> 31)
-    return nb_starts, nb_ends, nb_scores
+        return nb_starts, nb_ends, nb_scores, count
+    cm = int(c1.max()) + 1
+    run, rank, heads, lengths = _layout(ex)
+    dense = lengths <= _DENSE
+    if c0.min() < 0 or cm * cm > 2**31:  # span ids would not fit the 31 bits the keys leave them
+        dense[:] = False
+    if not dense.all():
+        g = ~dense[run]
+        got = _merge(ex[g], c0[g], c1[g], sc[g], m, n_best)
+        done = ex[heads[~dense]]
+        for arr, new in zip((nb_starts, nb_ends, nb_scores, count), got):
+            arr[done] = new[done]
+    if not dense.any():
+        return nb_starts, nb_ends, nb_scores, count
+    simple = np.zeros(len(heads), bool)
+    if win is not None:  # one window, (c0, c1) strictly increasing: no duplicates
+        step = (win[1:] != win[:-1]) | ~((c0[1:] > c0[:-1]) | ((c0[1:] == c0[:-1]) & (c1[1:] > c1[:-1])))
+        simple = np.ones(len(heads), bool)
+        simple[run[1:][step & (run[1:] == run[:-1])]] = False
+    span = c0 * cm + c1
+    desc = _desc_key(sc).astype(np.int64)
+    for plain in (True, False):
+        group = dense & (simple if plain else ~simple)
+        if not group.any():
+            continue
+        use = group[run]
+        sub = np.cumsum(group) - 1
+        group_ex = ex[heads[group]]
+        if plain:
+            keys = (desc[use] << 31) | span[use]
+        else:
+            keys = (span[use] << 32) | desc[use]
+        for runs, mat in _dense_sort(sub[run[use]], rank[use], keys, lengths[group]):
+            if plain:
+                ranked, fresh = mat, mat != _PAD
+            else:
+                sp, de = mat >> 32, mat & 0xFFFFFFFF
+                fresh = mat != _PAD
+                fresh[:, 1:] &= sp[:, 1:] != sp[:, :-1]  # a span's first entry holds its best score
+                ranked = np.where(fresh, (de << 31) | sp, _PAD)
+                ranked.sort(axis=1)  # by score, then span: (c0, c1)
+            ranked = ranked[:, :n_best]
+            ok = ranked != _PAD
+            sp = ranked & 0x7FFFFFFF
+            e_of = np.broadcast_to(group_ex[runs][:, None], ranked.shape)[ok]
+            col = np.broadcast_to(np.arange(ranked.shape[1]), ranked.shape)[ok]
+            nb_starts[e_of, col] = (sp[ok] // cm).astype(np.int32)
+            nb_ends[e_of, col] = (sp[ok] % cm).astype(np.int32)
+            nb_scores[e_of, col] = _score_of(ranked[ok] >> 31)
+            count[group_ex[runs]] = fresh.sum(axis=1)
+    return nb_starts, nb_ends, nb_scores, count
 
 
 def decode_windows(
@@ -609,33 +599,19 @@ def decode_windows(
         raise ValueError(f"n_best must be at least 1, got {n_best}")
     m = len(examples)
     ok = windows.offsets[:, :, 0] >= 0
-    lo, hi = _extent(ok, ok)
-    plain = _ordered(windows.offsets, ok, lo, hi)
-    exi = windows.example_index
-    odd = np.zeros(m, bool)
-    odd[exi[~plain]] = True  # examples with a window whose offsets repeat or go back
-    rows = np.flatnonzero(~odd[exi])
-    if len(rows) == n:
-        rows = None
-    got = _char_candidates(s, e, ok, windows, rows, max_answer_length, n_best, top=True)
-    nb_starts, nb_ends, nb_scores = _merge_windows(*got[:5], m, n_best)
-    if odd.any():
-        # every candidate of their windows, merged by character span; an example whose list came
-        # out short while its threshold cut something is searched again exhaustively
-        rows = np.flatnonzero(odd[exi])
-        r, ex, c0, c1, sc, thr = _char_candidates(s, e, ok, windows, rows, max_answer_length, n_best)
-        got = _merge(ex, c0, c1, sc, m, n_best)
-        ex_thr = np.full(m, _LOWEST, np.float32)
-        np.maximum.at(ex_thr, exi[rows], thr)
-        redo = np.flatnonzero(odd & (got[3] < n_best) & (ex_thr > _LOWEST))
-        if len(redo):
-            again = np.flatnonzero(np.isin(exi, redo))
-            more = _merge(*_char_candidates(s, e, ok, windows, again, max_answer_length, n_best, True)[1:5], m, n_best)
-            for arr, new in zip(got[:3], more[:3]):
-                arr[redo] = new[redo]
-        done = np.flatnonzero(odd)
+    ex, c0, c1, sc, thr, win = _char_candidates(s, e, ok, windows, None, max_answer_length, n_best)
+    nb_starts, nb_ends, nb_scores, count = _merge_dense(ex, c0, c1, sc, m, n_best, win)
+    # an example whose merged list came out short (repeated offsets) while its threshold cut
+    # something: search it again exhaustively
+    ex_thr = np.full(m, _LOWEST, np.float32)
+    np.maximum.at(ex_thr, windows.example_index, thr)
+    redo = np.flatnonzero((count < n_best) & (ex_thr > _LOWEST))
+    if len(redo):
+        rows = np.flatnonzero(np.isin(windows.example_index, redo))
+        ex, c0, c1, sc, _, win = _char_candidates(s, e, ok, windows, rows, max_answer_length, n_best, True)
+        got = _merge_dense(ex, c0, c1, sc, m, n_best, win)
         for arr, new in zip((nb_starts, nb_ends, nb_scores), got[:3]):
-            arr[done] = new[done]
+            arr[redo] = new[redo]
 
     # SQuAD v2 null score: min over the example's windows of start[cls] + end[cls]
     win = np.arange(n)
