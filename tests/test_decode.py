@@ -236,7 +236,6 @@ def test_repeated_offsets_are_searched_again():
     assert pred.nbest(0) == [Span("a", 0, 1, 10.0), Span("ab", 0, 2, 5.0)]
 
 
-@pytest.mark.slow
 @pytest.mark.shared
 @pytest.mark.parametrize("lang", ["zh", "en"])
 def test_decode_windows_real_windows_peaky_logits_equal_reference(zh_tokenizer, lang):

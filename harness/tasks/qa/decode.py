@@ -23,9 +23,10 @@ with start scores ``s`` and end scores ``e``, span length limit ``D`` and ``k = 
    each row padded with ``D - 1`` impossible ends so that rows never mix) and one last
    overlapping maximum. Float32 rounding is monotonic, so ``B[i]`` is exactly the largest float32
    score of a span starting at ``i``.
-2. ``tau``, the ``k``-th largest ``B`` of the row (one ``np.partition`` per row), is a lower bound
-   on the row's ``k``-th best span (``k`` distinct starts each have a span scoring ``>= tau``),
-   and a span scoring ``>= tau`` can only start where ``B >= tau``: ``k`` starts, plus ties.
+2. ``tau``, the ``k``-th largest ``B`` of the row (one ``np.partition`` per row; the row maximum
+   for ``k = 1``), is a lower bound on the row's ``k``-th best span (``k`` distinct starts each
+   have a span scoring ``>= tau``), and a span scoring ``>= tau`` can only start where
+   ``B >= tau``: ``k`` starts, plus ties.
 3. The ``D`` ends of each of those starts are scanned (one gather per start) and every span
    scoring ``>= tau`` is kept: about ``2k`` candidates per row that include the row's top ``k``,
    ties at the cut-off included. They are ranked by a row sort of a small dense matrix of packed
@@ -36,7 +37,9 @@ row, instead of the ``O(D)`` passes of the exhaustive candidate tensor. Rows are
 groups of similar context extent and in chunks of about ``CHUNK_BYTES`` (cache-sized).
 
 ``decode_windows`` raises each window's ``tau`` to the largest ``tau`` among the windows of its
-example (every window's bound is a bound on the example's ``k``-th best span), maps the
+example (every window's bound is a bound on the example's ``k``-th best span): before the scan
+among the windows searched in the same chunk (usually all of the example's), after it among all
+of them. It then maps the
 candidates to character spans, merges identical spans (keeping the best score) and ranks them per
 example, again by row sorts of dense key matrices. Where distinct token spans of a window share
 a character span (repeated offsets) an example's merged list may come out shorter than ``k``;
@@ -288,7 +291,7 @@ class _Bucket:
         return self.rows[r], starts, ends, scores
 
 
-def _scan(out, thr, s, e, s_ok, e_ok, rows, lo, lo_b, hi_b, max_span, k, exhaustive):
+def _scan(out, thr, s, e, s_ok, e_ok, rows, lo, lo_b, hi_b, max_span, k, exhaustive, groups):
     """Search one group of rows in chunks of about ``CHUNK_BYTES`` (appends to ``out``, sets ``thr``)."""
     w = hi_b - lo_b
     per_row = (w + min(max_span, w)) * 4 * 6
@@ -298,7 +301,14 @@ def _scan(out, thr, s, e, s_ok, e_ok, rows, lo, lo_b, hi_b, max_span, k, exhaust
         part = rows[i: i + step] if rows is not None else slice(i, i + step)  # a slice: views, no copies
         b = _Bucket(s, e, s_ok, e_ok, part, lo_b, hi_b, max_span, k, exhaustive)
         thr[b.rows] = b.thr
-        out.append(b.spans(b.thr))
+        if groups is not None and not exhaustive and len(b.rows) > 1:
+            # windows of one example in this chunk: each one's bound holds for all of them
+            g, inv = np.unique(groups[b.rows], return_inverse=True)
+            best = np.full(len(g), _LOWEST, np.float32)
+            np.maximum.at(best, inv, b.thr)
+            out.append(b.spans(best[inv]))
+        else:
+            out.append(b.spans(b.thr))
 
 
 def _span_candidates(s, e, s_ok, e_ok, max_span, k, groups=None, exhaustive=False, extent=None):
@@ -321,7 +331,7 @@ def _span_candidates(s, e, s_ok, e_ok, max_span, k, groups=None, exhaustive=Fals
     out = []
     with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf, float32 overflow: see _Bucket
         for rows, lo_b, hi_b in _buckets(lo, hi, max_span):
-            _scan(out, thr, s, e, s_ok, e_ok, rows, lo, lo_b, hi_b, max_span, k, exhaustive)
+            _scan(out, thr, s, e, s_ok, e_ok, rows, lo, lo_b, hi_b, max_span, k, exhaustive, groups)
     if not out:
         return none
     rows, starts, ends, scores = (np.concatenate(x) for x in zip(*out)) if len(out) > 1 else out[0]
