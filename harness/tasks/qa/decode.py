@@ -126,25 +126,27 @@ def _dense_sort(run, rank, keys, lengths):
     """Row-sorted matrices of int64 ``keys`` placed at (run, rank), ``_PAD`` in empty slots.
 
     Runs are put in tiers of similar length (widths 16, 32, 64, ...) so that short runs do not pay
-    for the longest. Returns ``[(runs, matrix), ...]``: the run ids of each tier and its matrix.
+    for the longest; all tiers live in one flat buffer filled by one scatter. Returns
+    ``[(runs, matrix), ...]``: the run ids of each tier and its (sorted) matrix.
     """
-    tiers = []
-    tier = np.maximum(0, np.ceil(np.log2(np.maximum(lengths, 1))).astype(np.int64) - 4)
     if len(run) == 0:
-        return tiers
-    at = np.zeros(len(lengths), np.int64)
-    for t in np.unique(tier):
-        runs = np.flatnonzero(tier == t)
-        at[runs] = np.arange(len(runs))
-        tiers.append((runs, 16 << int(t)))
-    tier_of = tier[run]
+        return []
+    tier = np.maximum(0, np.ceil(np.log2(np.maximum(lengths, 1))).astype(np.int64) - 4)
+    order = np.argsort(tier, kind="stable")
+    counts = np.bincount(tier)
+    widths = np.minimum(16 << np.arange(len(counts)), [int(lengths[tier == t].max(initial=1)) for t in range(len(counts))])
+    sizes = counts * widths
+    starts = np.cumsum(sizes) - sizes
+    slot = np.empty(len(lengths), np.int64)  # where each run's row begins in the buffer
+    first_run = np.cumsum(counts) - counts
+    slot[order] = starts[tier[order]] + (np.arange(len(order)) - first_run[tier[order]]) * widths[tier[order]]
+    buf = np.full(int(sizes.sum()), _PAD, np.int64)
+    buf[slot[run] + rank] = keys
     out = []
-    for runs, width in tiers:
-        sel = tier_of == tier[runs[0]]
-        mat = np.full((len(runs), min(width, int(lengths[runs].max()))), _PAD, np.int64)
-        mat[at[run[sel]], rank[sel]] = keys[sel]
+    for t in np.flatnonzero(counts):
+        mat = buf[starts[t]: starts[t] + sizes[t]].reshape(counts[t], widths[t])
         mat.sort(axis=1)
-        out.append((runs, mat))
+        out.append((order[first_run[t]: first_run[t] + counts[t]], mat))
     return out
 
 
@@ -553,16 +555,16 @@ def _merge_dense(ex, c0, c1, sc, m, n_best, win=None):
         group = dense & (simple if plain else ~simple)
         if not group.any():
             continue
-        use = group[run]
-        sub = np.cumsum(group) - 1
         group_ex = ex[heads[group]]
-        if plain:
-            keys = (desc[use] << 31) | span[use]
+        if group.all():  # no selection to make
+            g_run, g_rank, g_span, g_desc = run, rank, span, desc
         else:
-            keys = (span[use] << 32) | desc[use]
-        for runs, mat in _dense_sort(sub[run[use]], rank[use], keys, lengths[group]):
+            use = group[run]
+            g_run, g_rank, g_span, g_desc = (np.cumsum(group) - 1)[run[use]], rank[use], span[use], desc[use]
+        keys = (g_desc << 31) | g_span if plain else (g_span << 32) | g_desc
+        for runs, mat in _dense_sort(g_run, g_rank, keys, lengths[group]):
             if plain:
-                ranked, fresh = mat, mat != _PAD
+                ranked, fresh = mat, None
             else:
                 sp, de = mat >> 32, mat & 0xFFFFFFFF
                 fresh = mat != _PAD
@@ -577,7 +579,7 @@ def _merge_dense(ex, c0, c1, sc, m, n_best, win=None):
             nb_starts[e_of, col] = (sp[ok] // cm).astype(np.int32)
             nb_ends[e_of, col] = (sp[ok] % cm).astype(np.int32)
             nb_scores[e_of, col] = _score_of(ranked[ok] >> 31)
-            count[group_ex[runs]] = fresh.sum(axis=1)
+            count[group_ex[runs]] = lengths[group][runs] if plain else fresh.sum(axis=1)
     return nb_starts, nb_ends, nb_scores, count
 
 
