@@ -61,7 +61,7 @@ from harness.weights import normalise as _weights, search_weights
 
 FLOOR = np.float32(np.log(1e-8))  # log-prob of a character a member cannot score (log-prob space)
 
-N_BLOCKS = 4  # the character path stores examples in this many blocks of similar context length
+N_BLOCKS = 8  # the character path stores examples in this many blocks of similar context length
 Scores = tuple[np.ndarray, np.ndarray]
 
 
