@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.runs import LogitSet
+from harness.tasks.qa.logits import LogitSet
 from harness.tasks.qa.example import Example
 from harness.tasks.qa.ensemble import Ensemble
 from harness.tasks.qa.decode import decode_windows

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.runs import LogitSet
+from harness.tasks.qa.logits import LogitSet
 from harness.tasks.qa.example import Example
 from harness.tasks.qa.ensemble import (
     FLOOR, Ensemble, char_scores, chars_per_token, combine, decode_chars, ensemble_answers,

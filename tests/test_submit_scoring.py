@@ -75,8 +75,8 @@ def test_atomic_write_leaves_no_temp_file_and_replaces(tmp_path, monkeypatch):
     def failing_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr("harness.submission.os.replace", failing_replace)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr("harness.common.io.os.replace", failing_replace)
+    with pytest.raises(HarnessError, match="disk full"):
         write_submission(target, {"a": "new"}, ["a"])
     assert [p.name for p in tmp_path.iterdir()] == ["s.csv"]
     assert read_submission(target)[0] == {"a": "A"}

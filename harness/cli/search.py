@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import click
 
-from harness.cli.common import friendly as _friendly
-from harness.cli.common import model_path_option as _model_path_option
+from harness.cli.common import friendly
+from harness.cli.common import model_path_option
 from harness.cli.common import pass_ctx
-from harness.cli.common import set_option as _set_option
+from harness.cli.common import set_option
 from harness.common.errors import HarnessError
 
 
@@ -51,8 +51,8 @@ def _parse_space(pairs) -> dict | None:
 @click.option("--storage", help="Optuna storage URL (sqlite:///..., postgresql://..., journal:FILE); default: "
               "studies/NAME/study.db, or studies/NAME/journal.log with --n-jobs > 1")
 @click.option("--n-jobs", type=int, default=1, show_default=True, help="worker processes sharing the study")
-@_set_option
-@_model_path_option
+@set_option
+@model_path_option
 @click.option("--space", "space", multiple=True, metavar="KEY=SPEC",
               help='replace the recipe\'s search space, e.g. --space \'lr=["log",1e-5,1e-4]\' (repeatable; '
                    "the given entries are the whole space)")
@@ -66,7 +66,7 @@ def _parse_space(pairs) -> dict | None:
               "changed configuration")
 @click.option("--quiet", is_flag=True, help="no trial progress bar")
 @pass_ctx
-@_friendly
+@friendly
 def search(ctx, recipe, n_trials, timeout, folds, dev, pool_dev, metric, study, storage, n_jobs, overrides,
            model_path, space, sampler, pruner, seed, keep, new, quiet):
     """Tune a recipe with Optuna: maximise dev (or k-fold) EM/F1; resumable, prunable.
@@ -78,7 +78,7 @@ def search(ctx, recipe, n_trials, timeout, folds, dev, pool_dev, metric, study, 
       harness search --recipe macbert --n-jobs 2             # two workers on a journal file
       harness trials; harness refit --trial best --seeds 1,2,3
     """
-    from harness.recipes import parse_overrides
+    from harness.config import parse_overrides
     from harness.search.run import run_search
 
     out = run_search(ctx.competition, ctx.workspace, recipe=recipe, n_trials=n_trials, timeout=timeout, folds=folds,
@@ -95,7 +95,7 @@ def search(ctx, recipe, n_trials, timeout, folds, dev, pool_dev, metric, study, 
 @click.option("--storage", help="storage URL when the study is not under studies/NAME")
 @click.option("--sort", "sort", is_flag=True, help="best first")
 @pass_ctx
-@_friendly
+@friendly
 def trials(ctx, study, storage, sort):
     """List a study's trials: number, state, score, params, duration, artifact path."""
     import pandas as pd
@@ -122,7 +122,7 @@ def trials(ctx, study, storage, sort):
 @click.option("--seeds", help="comma-separated seeds, one run each (default: the trial's seed)")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 @pass_ctx
-@_friendly
+@friendly
 def refit(ctx, trial, study, storage, seeds, quiet):
     """Retrain a trial's configuration on all training data (runs/STUDY-tN-sSEED) and predict test."""
     from harness.search.results import refit as do_refit

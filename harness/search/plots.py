@@ -7,7 +7,7 @@ import math
 import warnings
 from pathlib import Path
 
-from harness.runs import atomic_write_text
+from harness.common.io import atomic_write_text
 
 
 def write_plots(study, folder: Path, metric: str) -> list[Path]:

@@ -23,7 +23,8 @@ import warnings
 from pathlib import Path
 
 from harness.common.errors import HarnessError
-from harness.common.workspace import Workspace, check_name
+from harness.common.names import check_name
+from harness.common.workspace import Workspace
 
 CONFIG_ATTR = "harness_search"
 SEARCH_FILE = "search.json"

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from harness.runs import ClassLogits
+from harness.tasks.clf.logits import ClassLogits
 from harness.common.errors import HarnessError
 from harness.weights import normalise, search_weights
 

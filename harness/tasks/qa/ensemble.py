@@ -53,7 +53,7 @@ from typing import Sequence
 
 import numpy as np
 
-from harness.runs import LogitSet
+from harness.tasks.qa.logits import LogitSet
 from harness.tasks.qa.example import Example
 from harness.tasks.qa.decode import Predictions, best_spans, decode_windows
 from harness.tasks.qa.metrics import qa_scores

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from harness.runs import LogitSet
+from harness.tasks.qa.logits import LogitSet
 from harness.common.errors import HarnessError
 from harness.tasks.qa.decode import decode_windows
 from harness.tasks.qa.metrics import qa_scores
