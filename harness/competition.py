@@ -54,9 +54,10 @@ Other options: ``text_pair_column`` (sentence pairs), ``id_column`` (the input's
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import tomllib
 
 from harness.common.errors import HarnessError
 from harness.common.io import atomic_write_text

@@ -21,9 +21,10 @@ Any field can be overridden per command with ``--set lr=3e-5`` and the checkpoin
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import tomllib
 
 from harness.common.errors import HarnessError
 from harness.common.names import unknown_hint

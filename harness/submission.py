@@ -10,8 +10,8 @@ what did not line up between the two sides -- is a :class:`ScoreReport`.
 from __future__ import annotations
 
 import csv
-import os
 import io
+import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field

@@ -1,8 +1,10 @@
 """Plain nested-loop reference of ``harness.tasks.qa.decode`` (tests and bench/decode.py only).
 
-Deliberately naive: loops over rows, start positions and span lengths in Python. Scores are summed
-exactly in float64 and rounded to float32 before ranking, which gives the same numbers and order
-as the vectorised float32 decoder (IEEE addition is correctly rounded; rounding is monotonic).
+Deliberately naive: loops over rows, start positions and span lengths in Python (the oracle of the
+exactness tests; bench/decode.py measures against tests/hf_postprocess.py instead). Scores are
+summed exactly in float64 and rounded to float32 before ranking, which gives the same numbers and
+order as the vectorised float32 decoder (IEEE addition is correctly rounded; rounding is
+monotonic). Spans scoring -inf or NaN are not spans.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import numpy as np
 
 
 def _f32(values: list[float]) -> list[float]:
-    return np.asarray(values, dtype=np.float64).astype(np.float32).tolist()
+    with np.errstate(over="ignore"):  # float32 overflow rounds to +-inf, as in float32 addition
+        return np.asarray(values, dtype=np.float64).astype(np.float32).tolist()
 
 
 def reference_best_spans(start_scores, end_scores, start_ok, end_ok, max_span, n_best):
@@ -30,7 +33,8 @@ def reference_best_spans(start_scores, end_scores, start_ok, end_ok, max_span, n
                 if eok[b]:
                     cands.append((a, b, s[a] + e[b]))
         scores = _f32([c[2] for c in cands])
-        ranked = heapq.nsmallest(n_best, ((-sc, a, b) for (a, b, _), sc in zip(cands, scores)))
+        # a span scoring -inf or NaN (an impossible or NaN logit) is no span
+        ranked = heapq.nsmallest(n_best, ((-sc, a, b) for (a, b, _), sc in zip(cands, scores) if sc > -float("inf")))
         out.append([(a, b, -neg) for neg, a, b in ranked])
     return out
 
@@ -62,7 +66,7 @@ def reference_decode(start_logits, end_logits, windows, examples, max_answer_len
                     if score > best_of_span.get(key, -float("inf")):
                         best_of_span[key] = score
         scores = _f32(list(best_of_span.values()))
-        ranked = heapq.nsmallest(n_best, ((-sc, c0, c1) for sc, (c0, c1) in zip(scores, best_of_span)))
+        ranked = heapq.nsmallest(n_best, ((-sc, c0, c1) for sc, (c0, c1) in zip(scores, best_of_span) if sc > -float("inf")))
         nbest = [(ex.context[c0:c1], c0, c1, -neg) for neg, c0, c1 in ranked]
         null = _f32([null])[0]
         best = nbest[0] if nbest else ("", -1, -1, -float("inf"))

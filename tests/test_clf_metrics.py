@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.tasks.clf.metrics import accuracy, clf_scores, f1_binary, macro_f1, mcc, pearson, spearman
-from harness.scores import CLASSIFICATION_METRICS, REGRESSION_METRICS, example_stats, rankdata, stats_metrics
 from harness.common.errors import HarnessError
+from harness.scores import CLASSIFICATION_METRICS, REGRESSION_METRICS, example_stats, rankdata, stats_metrics
+from harness.tasks.clf.metrics import accuracy, clf_scores, f1_binary, macro_f1, mcc, pearson, spearman
 
 SEEDS = range(5)
 SIZES = (1, 2, 3, 5, 10, 37, 200, 500)

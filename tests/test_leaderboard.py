@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from harness.cli import main
-from harness.tasks.qa.example import Example
 from harness.board.stats import Bootstrap, is_public
 from harness.board.store import Leaderboard
-from harness.scores import QA
+from harness.cli import main
 from harness.pipeline import record_entry
+from harness.scores import QA
 from harness.tasks.base import get_task
+from harness.tasks.qa.example import Example
 
 
 def record_submission(ws, name, members, dev_predictions=None, dev_gold=None, test_predictions=None, test_gold=None,

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from harness.cli import main
 from harness.board.stats import is_public
 from harness.board.store import Leaderboard
+from harness.cli import main
 from harness.common.errors import HarnessError
 from harness.common.workspace import Workspace
 from harness.pipeline import record_entry

@@ -22,13 +22,13 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import main
-from harness.tasks.qa.example import Example
 from harness.common.errors import HarnessError
-from harness.tasks.qa.tune import decoding_grid, tune_decoding
-from harness.folds import group_keys, grouped_folds
-from harness.search.space import check_space, parse_spec, PRUNERS, SAMPLERS
-from harness.search.storage import load_study, resolve_storage, worker_alive, worker_identity
 from harness.common.workspace import Workspace
+from harness.folds import group_keys, grouped_folds
+from harness.search.space import PRUNERS, SAMPLERS, check_space, parse_spec
+from harness.search.storage import load_study, resolve_storage, worker_alive, worker_identity
+from harness.tasks.qa.example import Example
+from harness.tasks.qa.tune import decoding_grid, tune_decoding
 
 FAST = ["--set", "epochs=1", "--set", "max_steps=6", "--set", "batch_size=16", "--metric", "f1", "--quiet"]
 
@@ -220,8 +220,8 @@ def test_resume_refuses_a_changed_configuration(ws, dev_study):
 
 @pytest.mark.slow
 def test_tune_decoding_on_saved_logits(ws, dev_study):
-    from harness.tasks.qa.logits import load_logits
     from harness.competition import load_competition
+    from harness.tasks.qa.logits import load_logits
 
     study = load_study(Workspace(ws), "tiny-dev")
     best = study.best_trial
@@ -274,9 +274,9 @@ def test_trials_and_refit_cli(ws, dev_study):
 
 @pytest.mark.slow
 def test_kfold_search_oof_covers_every_example_once(ws):
-    from harness.tasks.qa.logits import load_logits
     from harness.competition import load_competition
     from harness.search.data import load_data
+    from harness.tasks.qa.logits import load_logits
 
     t0 = time.time()
     r = invoke(ws, "search", "-r", "tiny", "--study", "kf", "--folds", "3", "--pool-dev", "--trials", "1", *FAST)

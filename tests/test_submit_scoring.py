@@ -7,12 +7,12 @@ import os
 import stat
 
 import pytest
-
 from conftest import shared_file
-from harness.tasks.qa.example import Example
-from harness.common.errors import HarnessError
 from harness.scoring import ScoreReport, score_file, score_predictions
+
+from harness.common.errors import HarnessError
 from harness.submission import read_submission, write_submission
+from harness.tasks.qa.example import Example
 
 TRICKY = {
     "1": "台北市",

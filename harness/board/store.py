@@ -52,8 +52,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import numbers
+import os
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
@@ -63,10 +63,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.board.export import _fmt_time, _html_page, _markdown_table, display_table
 from harness.board import ranking
-from harness.board.schema import (METRIC_COLUMNS, SCHEMA, SPLITS, dumps, has_schema, insert, migrate, split_metrics,
-                                  write_meta)
+from harness.board.export import _fmt_time, _html_page, _markdown_table, display_table
+from harness.board.schema import (
+    METRIC_COLUMNS,
+    SCHEMA,
+    SPLITS,
+    dumps,
+    has_schema,
+    insert,
+    migrate,
+    split_metrics,
+    write_meta,
+)
 from harness.board.stats import RESAMPLES, Bootstrap, Interval, Stats, TopTwo, _check_stats, _union_ids
 from harness.common.errors import HarnessError
 from harness.common.io import storage_error

@@ -240,7 +240,8 @@ def split_cmd(path, dev_share, by, seed, out):
 
 
 # Commands that live beside their feature (search, leaderboard) register themselves here.
-from harness.cli import board as cli_board, search as cli_search  # noqa: E402
+from harness.cli import board as cli_board  # noqa: E402
+from harness.cli import search as cli_search
 
 for _command in cli_search.commands + cli_board.commands:
     main.add_command(_command)

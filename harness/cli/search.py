@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import click
 
-from harness.cli.common import friendly
-from harness.cli.common import model_path_option
-from harness.cli.common import pass_ctx
-from harness.cli.common import set_option
+from harness.cli.common import friendly, model_path_option, pass_ctx, set_option
 from harness.common.errors import HarnessError
 
 
@@ -48,8 +45,12 @@ def _parse_space(pairs) -> dict | None:
 @click.option("--metric", help="objective: em/f1 (QA), accuracy/f1/macro_f1/mcc or pearson/spearman/combined "
               "(classification); default: the competition's metric")
 @click.option("--study", help="study name (default: RECIPE-dev or RECIPE-Kfold)")
-@click.option("--storage", help="Optuna storage URL (sqlite:///..., postgresql://..., journal:FILE); default: "
-              "studies/NAME/study.db, or studies/NAME/journal.log with --n-jobs > 1")
+@click.option("--storage", help="Optuna storage URL: sqlite:///FILE, journal:FILE, or a database server that "
+              "several hosts share, e.g. postgresql://USER@HOST[:PORT]/DB (psycopg 3 or psycopg2: pip install "
+              "'harness[postgres]'); default: studies/NAME/study.db, or studies/NAME/journal.log with --n-jobs > 1. "
+              "A password is never printed or saved (search.json keeps the URL without it): to resume, give "
+              "--storage with it again, or set PGPASSWORD or a ~/.pgpass line (libpq), or "
+              "HARNESS_STORAGE_PASSWORD")
 @click.option("--n-jobs", type=int, default=1, show_default=True, help="worker processes sharing the study")
 @set_option
 @model_path_option

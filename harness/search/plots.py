@@ -15,7 +15,6 @@ def write_plots(study, folder: Path, metric: str) -> list[Path]:
     out = []
     try:
         import plotly  # noqa: F401
-
         from optuna import visualization as vis
 
         vis.plot_optimization_history(study).write_html(str(folder / "history.html"))

@@ -67,10 +67,34 @@ from harness.recipes import Recipe, get_recipe, with_checkpoint
 from harness.runs import CONFIG, METRICS, MODEL, TRIAL_RECORD, Run, RunBuilder, trial_dir, trial_ref
 from harness.search.data import fingerprint, load_data
 from harness.search.plots import write_plots
-from harness.search.space import (PRUNERS, SAMPLERS, check_space, default_pruner, default_trial_params, make_pruner,
-                                  make_sampler, parse_spec, suggest)
-from harness.search.storage import (CONFIG_ATTR, SEARCH_FILE, archive_study, import_optuna, load_config,
-                                    open_storage, recover_dead_trials, resolve_storage, study_lock, worker_identity)
+from harness.search.space import (
+    PRUNERS,
+    SAMPLERS,
+    check_space,
+    default_pruner,
+    default_trial_params,
+    make_pruner,
+    make_sampler,
+    parse_spec,
+    suggest,
+)
+from harness.search.storage import (
+    SEARCH_FILE,
+    StorageLost,
+    archive_study,
+    ask_new_trial,
+    create_study_once,
+    dashboard_target,
+    import_optuna,
+    load_config,
+    open_storage,
+    recover_dead_trials,
+    resolve_storage,
+    session_seed,
+    study_config,
+    study_lock,
+    worker_identity,
+)
 from harness.train.loop import TrainingDiverged
 from harness.train.memory import clear_frames, free_memory
 
@@ -120,14 +144,18 @@ class SearchSetup:
                        overrides={**self.config["overrides"], **sampled}, source="search parameters")
 
     def load_study(self, worker_index: int = 0):
+        """The study with its pruner and a sampler seeded for this worker session only (from os.urandom:
+        workers started at once, as processes or on other hosts, must not replay each other's draws; a
+        seed in the sampler spec would make them do so, so it is replaced). The seed is ``study.sampler_seed``
+        and each trial records it (user attr ``sampler_seed``). ``worker_index`` is kept for callers."""
         optuna = import_optuna()
-        n_existing = len(optuna.load_study(study_name=self.name, storage=open_storage(self.storage))
-                         .get_trials(deepcopy=False))
-        # a seed per session and worker: a restarted or parallel sampler must not replay old draws
-        seed = int(self.config["seed"]) + 1000 * worker_index + n_existing
-        return optuna.load_study(study_name=self.name, storage=open_storage(self.storage),
-                                 sampler=make_sampler(self.config["sampler"], seed),
-                                 pruner=make_pruner(self.config["pruner"]))
+        seed = session_seed()
+        spec = self.config["sampler"]
+        spec = {**spec, "kwargs": {k: v for k, v in (spec.get("kwargs") or {}).items() if k != "seed"}}
+        study = optuna.load_study(study_name=self.name, storage=open_storage(self.storage),
+                                  sampler=make_sampler(spec, seed), pruner=make_pruner(self.config["pruner"]))
+        study.sampler_seed = seed
+        return study
 
 
 def build_config(comp: Competition, recipe: Recipe, *, mode: str, folds: int | None, pool_dev: bool, metric: str,
@@ -173,7 +201,7 @@ def prepare_search(comp: Competition, ws: Workspace, *, recipe: str | None = Non
                    pruner: str | dict | None = None, seed: int | None = None, new: bool = False,
                    echo=print) -> tuple[SearchSetup, bool]:
     """Create or resume a study; returns (setup, created). Arguments left None are restored."""
-    optuna = import_optuna()
+    import_optuna()
     if folds is not None and dev:
         raise HarnessError("--folds and --dev exclude each other")
     if dev and pool_dev:
@@ -201,9 +229,8 @@ def prepare_search(comp: Competition, ws: Workspace, *, recipe: str | None = Non
     with study_lock(study_dir):
         url = resolve_storage(study_dir, storage, n_jobs, echo)
         store = open_storage(url)
-        existing = {s.study_name: s for s in optuna.get_all_study_summaries(store, include_best_trial=False)}
-        saved = existing[study].user_attrs.get(CONFIG_ATTR) if study in existing else None
-        if study in existing and saved is None:
+        exists, saved = study_config(store, study)  # waits while another host is creating it
+        if exists and saved is None:
             raise HarnessError(f"study '{study}' in {url} was not made by `harness search`",
                                hint="pick another --study name")
         if saved is not None and new:
@@ -252,17 +279,24 @@ def prepare_search(comp: Competition, ws: Workspace, *, recipe: str | None = Non
         fp = fingerprint(train, fold_of) + ("" if dev_examples is None else "-" + fingerprint(dev_examples))
         if created:
             config["data"] = {"n": len(train), "n_dev": len(dev_examples or []), "fingerprint": fp}
-            st = optuna.create_study(study_name=study, storage=store, direction="maximize")
-            st.set_user_attr(CONFIG_ATTR, config)
             defaults = default_trial_params(
                 SearchSetup(comp, ws, study, url, config, r).params({}).flat(), config["space"])
-            st.enqueue_trial(defaults, user_attrs={"defaults": True})
-            if config["pruner"]["name"] == "wilcoxon" and config["mode"] == "kfold" and int(config["folds"]) < 5:
+            joined = create_study_once(store, study, config, defaults)
+            if joined is not None:  # another host (or process) created it a moment ago: join its study
+                diff = _differences(joined, {k: config[k] for k in asked})
+                if diff:
+                    raise HarnessError(f"study '{study}' was just created by another worker with another "
+                                       "configuration:\n  " + "\n  ".join(diff),
+                                       hint="run the same command on every host, or choose another --study")
+                echo(f"note: study '{study}' was created by another worker a moment ago; joining it")
+                config, created = joined, False
+            elif config["pruner"]["name"] == "wilcoxon" and config["mode"] == "kfold" and int(config["folds"]) < 5:
                 echo(f"note: WilcoxonPruner cannot prune before fold 4; with {config['folds']} folds it never "
                      "prunes (use --pruner median to prune on the running mean)")
-        elif config.get("data", {}).get("fingerprint") not in (None, fp):
-            raise HarnessError(f"study '{study}': the competition data (or its folds) changed since the study began",
-                               hint="pass --new to start over on the current data, or choose another --study")
+        if not created and config.get("data", {}).get("fingerprint") not in (None, fp):
+            raise HarnessError(f"study '{study}': the competition data (or its folds) differ from the study's",
+                               hint="pass --new to start over on the current data, or choose another --study; "
+                                    "every host of a shared study needs the same competition files")
         setup = SearchSetup(comp, ws, study, url, config, r, train, dev_examples, splits, fold_of)
         atomic_write_text(study_dir / SEARCH_FILE, json.dumps(
             {"study": study, "storage": url, "config": config}, indent=2, default=str))
@@ -401,7 +435,6 @@ def worker_loop(setup: SearchSetup, n_trials: int, deadline: float | None = None
     the number of trials this worker ran."""
     optuna = import_optuna()
     from optuna.trial import TrialState
-
     from tqdm.auto import tqdm
 
     study = setup.load_study(worker_index)
@@ -423,8 +456,11 @@ def worker_loop(setup: SearchSetup, n_trials: int, deadline: float | None = None
                 running = sum(t.state == TrialState.RUNNING for t in trials)
                 if done + running >= n_trials:
                     break
-                trial = study.ask()
-                trial.set_user_attr("worker", worker_identity())
+                # every parameter sampled now, never a configuration another trial has (stops when exhausted)
+                trial = ask_new_trial(study, setup.config["space"], write,
+                                      attrs={"worker": worker_identity(), "sampler_seed": study.sampler_seed})
+                if trial is None:
+                    break
             ran += 1
             t0 = time.time()
             state, value, note = TrialState.COMPLETE, None, ""
@@ -442,6 +478,8 @@ def worker_loop(setup: SearchSetup, n_trials: int, deadline: float | None = None
                 clear_frames(e)
                 state, note = TrialState.FAIL, e.message
                 trial.set_user_attr("error", note[:2000])
+            except StorageLost:  # the trial stays RUNNING: the rerun's dead-trial recovery re-queues it
+                raise
             except HarnessError:
                 study.tell(trial, state=TrialState.FAIL)
                 raise
@@ -659,7 +697,5 @@ def finish_search(setup: SearchSetup, plots: bool = True, echo: Callable = print
     if best is not None:
         echo(f"best: trial {best.number} {setup.config['metric']} {best.value:.2f} {_params_text(best.params)} "
              f"-> {setup.trial_dir(best.number)}")
-    url = setup.storage
-    target = url[len("journal:"):] if url.startswith("journal:") else url
-    echo(f"dashboard: optuna-dashboard {target}")
+    echo(f"dashboard: optuna-dashboard {dashboard_target(setup.storage)}")  # never a password
     return out

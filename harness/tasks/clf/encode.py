@@ -11,6 +11,11 @@ from typing import Sequence
 
 import numpy as np
 
+# Bump when encode_texts produces different arrays for the same inputs: cached encodings
+# (harness.cache) are keyed on it.
+ENCODING_VERSION = 1
+_ARRAYS = ("input_ids", "token_type_ids", "lengths", "labels")
+
 
 @dataclass
 class Encoded:
@@ -25,6 +30,18 @@ class Encoded:
 
     def label_arrays(self) -> dict[str, np.ndarray]:
         return {"labels": self.labels}
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Plain arrays (``np.savez`` without pickling); absent optional fields are left out."""
+        out = {k: getattr(self, k) for k in _ARRAYS if getattr(self, k) is not None}
+        out["example_ids"] = np.asarray([str(x) for x in self.example_ids], dtype=str)
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays) -> "Encoded":
+        """Inverse of :meth:`to_arrays` (``arrays``: any mapping, e.g. an opened ``.npz``)."""
+        get = lambda k: np.asarray(arrays[k]) if k in arrays else None  # noqa: E731
+        return cls(**{k: get(k) for k in _ARRAYS}, example_ids=[str(x) for x in arrays["example_ids"]])
 
 
 def label_targets(examples: Sequence, labels: list[str] | None) -> np.ndarray:

@@ -29,8 +29,19 @@ from collections.abc import Iterable
 import numpy as np
 
 from harness.common.errors import HarnessError
-from harness.scores import (CLASSIFICATION_METRICS, REGRESSION_METRICS, _check_n_labels, _vectors, cm_macro_f1,
-                            cm_mcc, confusion_metrics, finite_floats, label_indices, rankdata, safe_div)
+from harness.scores import (
+    CLASSIFICATION_METRICS,
+    REGRESSION_METRICS,
+    _check_n_labels,
+    _vectors,
+    cm_macro_f1,
+    cm_mcc,
+    confusion_metrics,
+    finite_floats,
+    label_indices,
+    rankdata,
+    safe_div,
+)
 
 
 def _confusion(pred, gold, n_labels=None) -> np.ndarray:

@@ -10,10 +10,38 @@ The logic follows Hugging Face ``examples/pytorch/question-answering/utils_qa.py
 ``max_answer_length`` tokens long, scored ``start_logit + end_logit``; the answer is
 ``context[offsets[start][0]:offsets[end][1]]``; for SQuAD v2 the null score of an example is the
 minimum over its windows of ``start_logit[cls] + end_logit[cls]``, and the answer is empty when
-``null_score - best_span_score > null_threshold``. Differences: the search is exhaustive over all
+``null_score - best_span_score > null_threshold``. Differences: the search is exact over all
 valid spans (HF only pairs the top-20 starts with the top-20 ends, so it can miss the best
 span); identical character spans found in several windows are merged, keeping the best score; an
 example with no candidate gets ``""`` (HF writes ``"empty"``).
+
+The exact search (our own; the sparse table is the textbook range-maximum structure). For a row
+with start scores ``s`` and end scores ``e``, span length limit ``D`` and ``k = n_best``:
+
+1. ``B[i] = s[i] + max(e[i:i + D])``, the best span of each start, for all starts at once: a
+   sparse table of end maxima (``log2 D`` shifted ``np.maximum`` passes over the flattened batch,
+   each row padded with ``D - 1`` impossible ends so that rows never mix) and one last
+   overlapping maximum. Float32 rounding is monotonic, so ``B[i]`` is exactly the largest float32
+   score of a span starting at ``i``.
+2. ``tau``, the ``k``-th largest ``B`` of the row (one ``np.partition`` per row), is a lower bound
+   on the row's ``k``-th best span (``k`` distinct starts each have a span scoring ``>= tau``),
+   and a span scoring ``>= tau`` can only start where ``B >= tau``: ``k`` starts, plus ties.
+3. The ``D`` ends of each of those starts are scanned (one gather per start) and every span
+   scoring ``>= tau`` is kept: about ``2k`` candidates per row that include the row's top ``k``,
+   ties at the cut-off included. They are ranked by a row sort of a small dense matrix of packed
+   64-bit keys (descending score, then start, then end).
+
+Work is linear in the number of positions (about a dozen vectorised passes) plus ``O(k D)`` per
+row, instead of the ``O(D)`` passes of the exhaustive candidate tensor. Rows are processed in
+groups of similar context extent and in chunks of about ``CHUNK_BYTES`` (cache-sized).
+
+``decode_windows`` raises each window's ``tau`` to the largest ``tau`` among the windows of its
+example (every window's bound is a bound on the example's ``k``-th best span), maps the
+candidates to character spans, merges identical spans (keeping the best score) and ranks them per
+example, again by row sorts of dense key matrices. Where distinct token spans of a window share
+a character span (repeated offsets) an example's merged list may come out shorter than ``k``;
+such examples are searched again exhaustively, so the n-best lists are always exact. NaN scores
+count as impossible positions.
 """
 
 from __future__ import annotations
@@ -26,8 +54,287 @@ import numpy as np
 from harness.tasks.qa.example import Example
 from harness.tasks.qa.windows import Windows
 
-MEMORY_BYTES = 256 * 2**20  # bound on the temporary candidate arrays of one chunk of rows
-_BYTES_PER_CANDIDATE = 8  # float32 score + slack for torch.topk's per-row work
+CHUNK_BYTES = 4 * 2**20  # rows are searched in chunks of about this many bytes of work arrays (cache-sized)
+_LOWEST = np.float32(-np.finfo(np.float32).max)  # threshold that keeps every span scoring > -inf
+_MAX_BUCKETS = 4
+
+
+# ------------------------------------------------------------------------- ranking helpers
+
+def _desc_key(scores: np.ndarray) -> np.ndarray:
+    """uint64 in [0, 2**32) whose ascending order is the descending order of float32 ``scores``."""
+    bits = (np.asarray(scores, np.float32) + np.float32(0)).view(np.int32).astype(np.int64)  # -0.0 -> +0.0
+    signed = np.where(bits < 0, bits ^ 0x7FFFFFFF, bits)  # int order == float order
+    return (0x7FFFFFFF - signed).astype(np.uint64)
+
+
+def _runs(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rank of each element within its run of equal ``groups``, and the run starts."""
+    n = len(groups)
+    idx = np.arange(n)
+    first = np.ones(n, bool)
+    first[1:] = groups[1:] != groups[:-1]
+    return idx - np.maximum.accumulate(np.where(first, idx, 0)), first
+
+
+def _by_score(groups: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Permutation ordering by (group, descending score, current position).
+
+    ``groups`` (non-negative) must come in contiguous runs. One ``np.sort`` of packed keys when
+    group, score and rank fit 64 bits, else ``np.lexsort``.
+    """
+    n = len(groups)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    rank, first = _runs(groups)
+    gmax = int(groups.max())
+    gbits, rbits = gmax.bit_length(), int(rank.max()).bit_length()
+    if gbits + 32 + rbits > 64:
+        return np.lexsort((np.arange(n), -np.asarray(scores, np.float64), groups))
+    key = (groups.astype(np.uint64) << np.uint64(32 + rbits)) | (_desc_key(scores) << np.uint64(rbits))
+    key |= rank.astype(np.uint64)
+    key.sort()
+    run_start = np.zeros(gmax + 1, np.int64)
+    run_start[groups[first]] = np.flatnonzero(first)
+    return run_start[(key >> np.uint64(32 + rbits)).astype(np.int64)] + (key & np.uint64((1 << rbits) - 1)).astype(np.int64)
+
+
+_PAD = np.iinfo(np.int64).max  # key of an empty slot: sorts last
+_DENSE = 256  # runs of at most this many candidates are ranked in a dense matrix (one row sort)
+
+
+def _score_of(desc: np.ndarray) -> np.ndarray:
+    """Inverse of ``_desc_key``: float32 scores from their keys."""
+    signed = 0x7FFFFFFF - desc.astype(np.int64)
+    return np.where(signed < 0, signed ^ 0x7FFFFFFF, signed).astype(np.int32).view(np.float32)
+
+
+def _layout(groups: np.ndarray):
+    """Contiguous runs of ``groups``: run of each element, rank in its run, run heads, run lengths."""
+    n = len(groups)
+    first = np.ones(n, bool)
+    first[1:] = groups[1:] != groups[:-1]
+    heads = np.flatnonzero(first)
+    run = np.cumsum(first) - 1
+    return run, np.arange(n) - heads[run], heads, np.diff(np.append(heads, n))
+
+
+def _dense_sort(run, rank, keys, lengths):
+    """Row-sorted matrices of int64 ``keys`` placed at (run, rank), ``_PAD`` in empty slots.
+
+    Runs are put in tiers of similar length (widths 16, 32, 64, ...) so that short runs do not pay
+    for the longest. Returns ``[(runs, matrix), ...]``: the run ids of each tier and its matrix.
+    """
+    tiers = []
+    tier = np.maximum(0, np.ceil(np.log2(np.maximum(lengths, 1))).astype(np.int64) - 4)
+    if len(run) == 0:
+        return tiers
+    at = np.zeros(len(lengths), np.int64)
+    for t in np.unique(tier):
+        runs = np.flatnonzero(tier == t)
+        at[runs] = np.arange(len(runs))
+        tiers.append((runs, 16 << int(t)))
+    tier_of = tier[run]
+    out = []
+    for runs, width in tiers:
+        sel = tier_of == tier[runs[0]]
+        mat = np.full((len(runs), min(width, int(lengths[runs].max()))), _PAD, np.int64)
+        mat[at[run[sel]], rank[sel]] = keys[sel]
+        mat.sort(axis=1)
+        out.append((runs, mat))
+    return out
+
+
+def _top_of_runs(groups, scores, k):
+    """Per contiguous run of ``groups``: indices of its ``k`` best elements by (-score, position).
+
+    Returns ``heads`` (first index of each run) and ``top`` ([runs, k], -1 padded). Short runs are
+    ranked by one row sort of a dense matrix of keys (score, then position), long ones by
+    ``_by_score``.
+    """
+    run, rank, heads, lengths = _layout(groups)
+    top = np.full((len(heads), k), -1, np.int64)
+    if len(heads) == 0:
+        return heads, top
+    dense = lengths <= _DENSE
+    use = dense[run]
+    if dense.any():
+        sub = np.cumsum(dense) - 1  # index among the dense runs
+        dense_runs = np.flatnonzero(dense)
+        keys = (_desc_key(scores[use]).astype(np.int64) << 31) | rank[use]
+        for runs, mat in _dense_sort(sub[run[use]], rank[use], keys, lengths[dense]):
+            mat = mat[:, :k]
+            runs = dense_runs[runs]
+            top[runs, : mat.shape[1]] = np.where(mat != _PAD, heads[runs][:, None] + (mat & 0x7FFFFFFF), -1)
+    if not dense.all():
+        idx = np.flatnonzero(~use)
+        order = idx[_by_score(groups[idx], scores[idx])]
+        r2, rank2, _, _ = _layout(groups[order])
+        keep = rank2 < k
+        top[run[order[keep]], rank2[keep]] = order[keep]
+    return heads, top
+
+
+# ------------------------------------------------------------------------- the span search
+
+def _extent(s_ok: np.ndarray, e_ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: first possible start ``lo`` and one past the last possible end ``hi`` (``lo >= hi``: none)."""
+    p = s_ok.shape[1]
+    has = s_ok.any(axis=1) & e_ok.any(axis=1)
+    lo = np.where(has, s_ok.argmax(axis=1), 0)
+    hi = np.where(has, p - e_ok[:, ::-1].argmax(axis=1), 0)
+    return lo, hi
+
+
+def _buckets(lo: np.ndarray, hi: np.ndarray, max_span: int) -> list[tuple[np.ndarray | None, int, int]]:
+    """Groups of rows ``(rows, lo_b, hi_b)`` cut by extent (``rows`` None: all rows, in order)."""
+    live = np.flatnonzero(hi > lo)
+    if len(live) == 0:
+        return []
+    whole = [(None if len(live) == len(lo) else live, int(lo[live].min()), int(hi[live].max()))]
+    if len(live) < 512:
+        return whole
+    order = live[np.argsort(hi[live], kind="stable")]
+    parts = np.array_split(order, _MAX_BUCKETS)
+    split = [(r, int(lo[r].min()), int(hi[r].max())) for r in parts]
+    cost = lambda bs: sum((len(lo) if r is None else len(r)) * (b - a + min(max_span, b - a)) for r, a, b in bs)  # noqa: E731
+    return split if cost(split) < 0.8 * cost(whole) else whole
+
+
+def _best_per_start(S: np.ndarray, E: np.ndarray, d: int) -> np.ndarray:
+    """``B[f] = S[f] + max(E[f:f + d])`` over flat arrays: a sparse table of end maxima (levels of
+    doubling width in two buffers taken in turn) and one last overlapping maximum."""
+    levels = d.bit_length() - 1
+    shift = d - (1 << levels)
+    cur, bufs = E, [np.empty_like(E), np.empty_like(E)] if levels or shift else []
+    for lev in range(levels):
+        h = 1 << lev
+        nxt = bufs[lev % 2]
+        np.maximum(cur[:-h], cur[h:], out=nxt[:-h])
+        nxt[-h:] = cur[-h:]
+        cur = nxt
+    if shift:
+        nxt = bufs[levels % 2]
+        np.maximum(cur[:-shift], cur[shift:], out=nxt[:-shift])
+        nxt[-shift:] = cur[-shift:]
+        cur = nxt
+    if cur is E:
+        return S + E
+    np.add(S, cur, out=cur)
+    return cur
+
+
+class _Bucket:
+    """Steps 1-2 of the search for one chunk of rows (``rows``: a slice or indices) over the
+    columns ``lo_b:hi_b``: padded flat scores ``S``, ``E``, the best span of each start ``B`` and
+    the thresholds ``thr``; ``spans`` is step 3."""
+
+    def __init__(self, s, e, s_ok, e_ok, rows, lo_b, hi_b, max_span, k, exhaustive):
+        self.rows = np.arange(len(s))[rows]
+        self.lo_b = lo_b
+        w = hi_b - lo_b
+        d = self.d = min(int(max_span), w)
+        wp = self.wp = w + d - 1  # d - 1 impossible ends after each row: rows never mix
+        n = len(self.rows)
+        cols = slice(lo_b, hi_b)
+        pick = lambda x: x[rows, cols]  # noqa: E731
+        size = n * wp
+        flat = []
+        penalty = {}
+        for x, ok in ((s, s_ok), (e, e_ok)):
+            buf = np.empty(size, np.float32)
+            view = buf.reshape(n, wp)
+            view[:, w:] = -np.inf
+            if ok is None:
+                view[:, :w] = pick(x)
+            else:
+                if id(ok) not in penalty:  # 0 where possible, -inf elsewhere (shared when s_ok is e_ok)
+                    penalty[id(ok)] = np.where(pick(ok), np.float32(0), np.float32(-np.inf))
+                np.add(pick(x), penalty[id(ok)], out=view[:, :w])
+            flat.append(buf)
+        del penalty
+        S, E = self.S, self.E = flat
+        B = _best_per_start(S, E, d)
+        top = B.max()
+        if np.isnan(top) or top == np.inf:  # NaN or +inf scores: NaN -> impossible, inf + -inf -> impossible
+            S[np.isnan(S)] = -np.inf
+            E[np.isnan(E)] = -np.inf
+            B = _best_per_start(S, E, d)
+            B[np.isnan(B)] = -np.inf
+        # 2. the k-th best start of each row (tau): one partition per row
+        self.B = B.reshape(n, wp)
+        self.thr = np.full(n, _LOWEST, np.float32)
+        if not exhaustive and wp >= k:
+            kth = self.B.max(axis=1) if k == 1 else np.partition(self.B, wp - k, axis=1)[:, wp - k]
+            self.thr = np.maximum(kth, _LOWEST).astype(np.float32)
+
+    def spans(self, thr: np.ndarray):
+        """Step 3: every span scoring ``>= thr`` (per row, at least ``self.thr``), by row, start, end."""
+        st = np.flatnonzero(self.B >= thr[:, None])  # candidate starts: their best span reaches thr
+        srow = st // self.wp
+        col_of, thr_of = st - srow * self.wp + self.lo_b, thr[srow][:, None]
+        ends = np.lib.stride_tricks.sliding_window_view(self.E, self.d)
+        d = self.d
+        out = []
+        step = max(1, CHUNK_BYTES // (16 * d))
+        for i in range(0, len(st), step):
+            sl = slice(i, i + step)
+            sc = self.S[st[sl]][:, None] + ends[st[sl]]
+            f = np.flatnonzero(sc >= thr_of[sl])
+            c = f // d
+            starts = col_of[sl][c]
+            out.append((srow[sl][c], starts, starts + (f - c * d), sc.ravel()[f]))
+        r, starts, ends, scores = tuple(np.concatenate(x) for x in zip(*out)) if len(out) != 1 else out[0]
+        return self.rows[r], starts, ends, scores
+
+
+def _scan(out, thr, s, e, s_ok, e_ok, rows, lo, lo_b, hi_b, max_span, k, exhaustive):
+    """Search one group of rows in chunks of about ``CHUNK_BYTES`` (appends to ``out``, sets ``thr``)."""
+    w = hi_b - lo_b
+    per_row = (w + min(max_span, w)) * 4 * 6
+    count = len(lo) if rows is None else len(rows)
+    step = max(1, CHUNK_BYTES // per_row)
+    for i in range(0, count, step):
+        part = rows[i: i + step] if rows is not None else slice(i, i + step)  # a slice: views, no copies
+        b = _Bucket(s, e, s_ok, e_ok, part, lo_b, hi_b, max_span, k, exhaustive)
+        thr[b.rows] = b.thr
+        out.append(b.spans(b.thr))
+
+
+def _span_candidates(s, e, s_ok, e_ok, max_span, k, groups=None, exhaustive=False, extent=None):
+    """Every span of each row scoring at least the row's threshold, and the thresholds.
+
+    Returns ``rows, starts, ends, scores, thr``: the candidates of a row are contiguous and sorted
+    by (start, end); ``thr[r]`` is ``_LOWEST`` (every span) or a score reached by spans of at least
+    ``k`` distinct starts of row ``r`` -- or, with ``groups``, of some row of the same group.
+    """
+    n, p = s.shape
+    thr = np.full(n, _LOWEST, np.float32)
+    z = np.zeros(0, np.int64)
+    none = (z, z, z, np.zeros(0, np.float32), thr)
+    if n == 0 or p == 0 or max_span <= 0 or k <= 0:
+        return none
+    if extent is None:  # (a mask given as None stays None: -inf and NaN positions need none)
+        extent = _extent((s > -np.inf) if s_ok is None else s_ok & (s > -np.inf),
+                         (e > -np.inf) if e_ok is None else e_ok & (e > -np.inf))
+    lo, hi = extent
+    out = []
+    with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf, float32 overflow: see _Bucket
+        for rows, lo_b, hi_b in _buckets(lo, hi, max_span):
+            _scan(out, thr, s, e, s_ok, e_ok, rows, lo, lo_b, hi_b, max_span, k, exhaustive)
+    if not out:
+        return none
+    rows, starts, ends, scores = (np.concatenate(x) for x in zip(*out)) if len(out) > 1 else out[0]
+    if exhaustive:
+        return rows, starts, ends, scores, thr
+    if groups is not None:  # every window's threshold bounds its example's k-th best span
+        best = np.full(int(groups.max()) + 1, _LOWEST, np.float32)
+        np.maximum.at(best, groups, thr)
+        thr = best[groups]
+        keep = scores >= thr[rows]
+        if not keep.all():
+            rows, starts, ends, scores = rows[keep], starts[keep], ends[keep], scores[keep]
+    return rows, starts, ends, scores, thr
 
 
 def best_spans(
@@ -41,55 +348,37 @@ def best_spans(
     """Top ``n_best`` spans of every row of a [rows, positions] batch.
 
     A span ``(s, e)`` is valid when ``s <= e < s + max_span`` and ``start_ok[r, s]`` and
-    ``end_ok[r, e]``; its score is ``start_scores[r, s] + end_scores[r, e]`` (float32). Returns
-    ``starts``, ``ends`` (int32 [rows, n_best]) and ``scores`` (float32 [rows, n_best]), each row
-    sorted by descending score (ties: smaller start, then smaller end first). Rows with fewer
-    than ``n_best`` valid spans are padded with position -1 and score ``-inf``.
-
-    All rows are processed at once (in chunks of about ``MEMORY_BYTES``); the only Python loop
-    runs over the span length. Which of several spans tied at the ``n_best`` cut-off is kept is
-    unspecified.
+    ``end_ok[r, e]`` and its score ``start_scores[r, s] + end_scores[r, e]`` (float32) is above
+    ``-inf`` (NaN scores count as impossible; a mask given as None allows every position).
+    Returns ``starts``, ``ends`` (int32 [rows, n_best])
+    and ``scores`` (float32 [rows, n_best]), each row sorted by descending score, ties broken by
+    smaller start, then smaller end. Rows with fewer than ``n_best`` valid spans are padded with
+    position -1 and score ``-inf``. Exact (see the module docstring for the search).
     """
-    import torch  # top-k only; imported here so that importing the decoder stays light
     s = np.asarray(start_scores, dtype=np.float32)
     e = np.asarray(end_scores, dtype=np.float32)
-    if s.ndim != 2 or s.shape != e.shape or np.shape(start_ok) != s.shape or np.shape(end_ok) != s.shape:
+    masks = [m for m in (start_ok, end_ok) if m is not None]
+    if s.ndim != 2 or s.shape != e.shape or any(np.shape(m) != s.shape for m in masks):
         raise ValueError(f"expected four [rows, positions] arrays of one shape, got {s.shape}, {e.shape}, "
                          f"{np.shape(start_ok)}, {np.shape(end_ok)}")
-    rows, p = s.shape
-    s = np.where(start_ok, s, np.float32(-np.inf))
-    e = np.where(end_ok, e, np.float32(-np.inf))
-    starts = np.full((rows, n_best), -1, dtype=np.int32)
-    ends = np.full((rows, n_best), -1, dtype=np.int32)
-    scores = np.full((rows, n_best), -np.inf, dtype=np.float32)
-    d = min(max_span, p)  # span lengths 1..d, i.e. end - start in 0..d-1
-    if rows == 0 or d <= 0 or n_best <= 0:
+    rows_n = s.shape[0]
+    starts = np.full((rows_n, max(n_best, 0)), -1, dtype=np.int32)
+    ends = np.full((rows_n, max(n_best, 0)), -1, dtype=np.int32)
+    scores = np.full((rows_n, max(n_best, 0)), -np.inf, dtype=np.float32)
+    if n_best <= 0:
         return starts, ends, scores
-    k = min(n_best, d * p)
-    chunk = min(rows, max(1, MEMORY_BYTES // (d * p * _BYTES_PER_CANDIDATE)))
-    # cand[r, off, i] = s[r, i] + e[r, i + off]; -inf where i + off runs past the row. One buffer
-    # for all chunks: the -inf tails are written once, the rest is overwritten chunk by chunk.
-    buffer = np.empty((chunk, d, p), dtype=np.float32)
-    for off in range(1, d):
-        buffer[:, off, p - off:] = -np.inf
-    for lo in range(0, rows, chunk):
-        hi = min(rows, lo + chunk)
-        cand = buffer[: hi - lo]
-        for off in range(d):
-            np.add(s[lo:hi, : p - off], e[lo:hi, off:], out=cand[:, off, : p - off])
-        # torch.topk: several times faster than np.argpartition on these -inf-riddled rows
-        top_scores, top = torch.topk(torch.from_numpy(cand.reshape(hi - lo, d * p)), k, dim=1, sorted=False)
-        top_scores, top = top_scores.numpy(), top.numpy()
-        top_starts = top % p
-        top_ends = top_starts + top // p
-        order = np.lexsort((top_ends, top_starts, -top_scores), axis=-1)
-        top_scores = np.take_along_axis(top_scores, order, axis=1)
-        valid = top_scores > -np.inf
-        scores[lo:hi, :k] = top_scores
-        starts[lo:hi, :k] = np.where(valid, np.take_along_axis(top_starts, order, axis=1), -1)
-        ends[lo:hi, :k] = np.where(valid, np.take_along_axis(top_ends, order, axis=1), -1)
+    rows, a, b, sc, _ = _span_candidates(s, e, None if start_ok is None else np.asarray(start_ok, bool),
+                                         None if end_ok is None else np.asarray(end_ok, bool), max_span, n_best)
+    heads, top = _top_of_runs(rows, sc, n_best)
+    ok = top >= 0
+    pick = top[ok]
+    r = np.broadcast_to(rows[heads][:, None], top.shape)[ok]
+    col = np.broadcast_to(np.arange(n_best), top.shape)[ok]
+    starts[r, col], ends[r, col], scores[r, col] = a[pick], b[pick], sc[pick]
     return starts, ends, scores
 
+
+# ------------------------------------------------------------------------- answers
 
 class Span(NamedTuple):
     """One candidate answer: ``text == context[start:end]``."""
@@ -140,6 +429,148 @@ class Predictions:
         return dict(zip(self.ids, self.texts))
 
 
+def _merge(ex, c0, c1, sc, m, n_best):
+    """Per example: distinct (c0, c1) with their best score, the top ``n_best`` by (-score, c0, c1).
+
+    Returns the [m, n_best] start/end/score arrays and the number of distinct spans per example.
+    """
+    nb_starts = np.full((m, n_best), -1, dtype=np.int32)
+    nb_ends = np.full((m, n_best), -1, dtype=np.int32)
+    nb_scores = np.full((m, n_best), -np.inf, dtype=np.float32)
+    if len(sc):
+        ex, c0, c1, sc = _distinct(ex, c0, c1, sc, m)
+    if len(sc) == 0:
+        return nb_starts, nb_ends, nb_scores, np.zeros(m, np.int64)
+    # grouped by example, each group in (c0, c1) order: rank by descending score, ties by that order
+    order = _by_score(ex, sc)
+    ex, c0, c1, sc = ex[order], c0[order], c1[order], sc[order]
+    rank, _ = _runs(ex)
+    top = rank < n_best
+    ex_t, rank_t = ex[top], rank[top]
+    nb_starts[ex_t, rank_t] = c0[top]
+    nb_ends[ex_t, rank_t] = c1[top]
+    nb_scores[ex_t, rank_t] = sc[top]
+    return nb_starts, nb_ends, nb_scores, np.bincount(ex, minlength=m)
+
+
+def _distinct(ex, c0, c1, sc, m):
+    """Distinct (ex, c0, c1) with their best score, sorted by (ex, c0, c1)."""
+    n = len(sc)
+    # sort by (example, c0, span length) with the position as payload; duplicates become adjacent
+    length = c1 - c0
+    cmax = int(c1.max()) + 1
+    ebits, cbits = int(m).bit_length(), cmax.bit_length()
+    lbits, pbits = max(1, int(length.max()).bit_length()), max(1, int(n - 1).bit_length())
+    if length.min() >= 0 and ebits + cbits + lbits + pbits <= 63:
+        key = ((ex * cmax + c0) << (lbits + pbits)) | (length << pbits) | np.arange(n)
+        key.sort()
+        order = key & ((1 << pbits) - 1)
+        span = key >> pbits
+    else:
+        order = np.lexsort((c1, c0, ex))
+        span = None
+    ex, c0, c1, sc = ex[order], c0[order], c1[order], sc[order]
+    first = np.ones(n, bool)
+    if span is not None:
+        first[1:] = span[1:] != span[:-1]
+    else:
+        first[1:] = (ex[1:] != ex[:-1]) | (c0[1:] != c0[:-1]) | (c1[1:] != c1[:-1])
+    if not first.all():
+        heads = np.flatnonzero(first)
+        sc = np.maximum.reduceat(sc, heads)
+        ex, c0, c1 = ex[heads], c0[heads], c1[heads]
+    return ex, c0, c1, sc
+
+
+def _char_candidates(s, e, ok, windows, rows, max_answer_length, n_best, exhaustive=False):
+    """Candidates of the windows ``rows`` (None: all) as (example, c0, c1, score), grouped by
+    example, and the windows' thresholds."""
+    offsets, exi = windows.offsets, windows.example_index.astype(np.int64)
+    if rows is not None:
+        s, e, ok, offsets, exi = s[rows], e[rows], ok[rows], offsets[rows], exi[rows]
+    length = offsets.shape[1]
+    r, a, b, sc, thr = _span_candidates(s, e, ok, ok, max_answer_length, n_best, groups=exi,
+                                        exhaustive=exhaustive, extent=_extent(ok, ok))
+    ex = exi[r]
+    if len(ex) > 1 and (ex[1:] < ex[:-1]).any():  # windows out of example order: move whole runs
+        _, _, heads, lengths = _layout(r)
+        order = np.argsort(ex[heads], kind="stable")
+        starts_new = np.cumsum(lengths[order]) - lengths[order]
+        perm = np.arange(len(r)) + np.repeat(heads[order] - starts_new, lengths[order])
+        r, a, b, sc, ex = r[perm], a[perm], b[perm], sc[perm], ex[perm]
+    flat = offsets.reshape(-1)
+    c0 = flat[(r * length + a) * 2].astype(np.int64)
+    c1 = flat[(r * length + b) * 2 + 1].astype(np.int64)
+    return ex, c0, c1, sc, thr, r
+
+
+def _merge_dense(ex, c0, c1, sc, m, n_best, win=None):
+    """``_merge`` by two row sorts of dense per-example matrices of 64-bit keys.
+
+    Candidates come grouped by example. First sort: by span (``c0 * cm + c1``), best score first,
+    so later copies of a span are duplicates; second: by score, then span. The first is skipped for
+    an example whose candidates all come from one window (``win``) in strictly increasing (c0, c1)
+    order: they are distinct. Examples with more than ``_DENSE`` candidates, or spans too long for
+    the keys, take ``_merge``.
+    """
+    nb_starts = np.full((m, n_best), -1, dtype=np.int32)
+    nb_ends = np.full((m, n_best), -1, dtype=np.int32)
+    nb_scores = np.full((m, n_best), -np.inf, dtype=np.float32)
+    count = np.zeros(m, np.int64)
+    if len(sc) == 0:
+        return nb_starts, nb_ends, nb_scores, count
+    cm = int(c1.max()) + 1
+    run, rank, heads, lengths = _layout(ex)
+    dense = lengths <= _DENSE
+    if c0.min() < 0 or cm * cm > 2**31:  # span ids would not fit the 31 bits the keys leave them
+        dense[:] = False
+    if not dense.all():
+        g = ~dense[run]
+        got = _merge(ex[g], c0[g], c1[g], sc[g], m, n_best)
+        done = ex[heads[~dense]]
+        for arr, new in zip((nb_starts, nb_ends, nb_scores, count), got):
+            arr[done] = new[done]
+    if not dense.any():
+        return nb_starts, nb_ends, nb_scores, count
+    simple = np.zeros(len(heads), bool)
+    if win is not None:  # one window, (c0, c1) strictly increasing: no duplicates
+        step = (win[1:] != win[:-1]) | ~((c0[1:] > c0[:-1]) | ((c0[1:] == c0[:-1]) & (c1[1:] > c1[:-1])))
+        simple = np.ones(len(heads), bool)
+        simple[run[1:][step & (run[1:] == run[:-1])]] = False
+    span = c0 * cm + c1
+    desc = _desc_key(sc).astype(np.int64)
+    for plain in (True, False):
+        group = dense & (simple if plain else ~simple)
+        if not group.any():
+            continue
+        use = group[run]
+        sub = np.cumsum(group) - 1
+        group_ex = ex[heads[group]]
+        if plain:
+            keys = (desc[use] << 31) | span[use]
+        else:
+            keys = (span[use] << 32) | desc[use]
+        for runs, mat in _dense_sort(sub[run[use]], rank[use], keys, lengths[group]):
+            if plain:
+                ranked, fresh = mat, mat != _PAD
+            else:
+                sp, de = mat >> 32, mat & 0xFFFFFFFF
+                fresh = mat != _PAD
+                fresh[:, 1:] &= sp[:, 1:] != sp[:, :-1]  # a span's first entry holds its best score
+                ranked = np.where(fresh, (de << 31) | sp, _PAD)
+                ranked.sort(axis=1)  # by score, then span: (c0, c1)
+            ranked = ranked[:, :n_best]
+            ok = ranked != _PAD
+            sp = ranked & 0x7FFFFFFF
+            e_of = np.broadcast_to(group_ex[runs][:, None], ranked.shape)[ok]
+            col = np.broadcast_to(np.arange(ranked.shape[1]), ranked.shape)[ok]
+            nb_starts[e_of, col] = (sp[ok] // cm).astype(np.int32)
+            nb_ends[e_of, col] = (sp[ok] % cm).astype(np.int32)
+            nb_scores[e_of, col] = _score_of(ranked[ok] >> 31)
+            count[group_ex[runs]] = fresh.sum(axis=1)
+    return nb_starts, nb_ends, nb_scores, count
+
+
 def decode_windows(
     start_logits: np.ndarray,
     end_logits: np.ndarray,
@@ -156,9 +587,8 @@ def decode_windows(
     candidates of all windows of an example are merged; identical character spans keep their best
     score. With ``null_threshold`` (SQuAD v2) the answer is ``""`` when
     ``null_score - best_score > null_threshold``; without it the null answer is never predicted.
-
-    The n-best list is exact as long as distinct tokens of a window cover distinct character
-    spans (true for WordPiece and for ``split_chars`` windows); the best answer is always exact.
+    The n-best lists are exact: the ``n_best`` best distinct character spans over all windows,
+    ties broken by earlier character start, then earlier end.
     """
     s = np.asarray(start_logits, dtype=np.float32)
     e = np.asarray(end_logits, dtype=np.float32)
@@ -168,41 +598,26 @@ def decode_windows(
     if n_best < 1:
         raise ValueError(f"n_best must be at least 1, got {n_best}")
     m = len(examples)
-    ok = windows.context_mask
-    starts, ends, scores = best_spans(s, e, ok, ok, max_answer_length, n_best)
-
-    # flatten the per-window candidates and map them to characters of the example's context
-    k = starts.shape[1]
-    keep = scores.ravel() > -np.inf
-    rows = np.repeat(np.arange(n), k)[keep]
-    tok0, tok1, sc = starts.ravel()[keep], ends.ravel()[keep], scores.ravel()[keep]
-    ex = windows.example_index[rows].astype(np.int64)
-    c0 = windows.offsets[rows, tok0, 0]
-    c1 = windows.offsets[rows, tok1, 1]
-
-    # one entry per (example, char span), the best-scoring one
-    order = np.lexsort((-sc, c1, c0, ex))
-    ex, c0, c1, sc = ex[order], c0[order], c1[order], sc[order]
-    first = np.ones(len(ex), dtype=bool)
-    first[1:] = (ex[1:] != ex[:-1]) | (c0[1:] != c0[:-1]) | (c1[1:] != c1[:-1])
-    ex, c0, c1, sc = ex[first], c0[first], c1[first], sc[first]
-
-    # per example: sort by descending score (ties: earlier span) and keep the first n_best
-    order = np.lexsort((c1, c0, -sc, ex))
-    ex, c0, c1, sc = ex[order], c0[order], c1[order], sc[order]
-    rank = np.arange(len(ex)) - np.searchsorted(ex, ex, side="left")
-    top = rank < n_best
-    nb_starts = np.full((m, n_best), -1, dtype=np.int32)
-    nb_ends = np.full((m, n_best), -1, dtype=np.int32)
-    nb_scores = np.full((m, n_best), -np.inf, dtype=np.float32)
-    nb_starts[ex[top], rank[top]] = c0[top]
-    nb_ends[ex[top], rank[top]] = c1[top]
-    nb_scores[ex[top], rank[top]] = sc[top]
+    ok = windows.offsets[:, :, 0] >= 0
+    ex, c0, c1, sc, thr, win = _char_candidates(s, e, ok, windows, None, max_answer_length, n_best)
+    nb_starts, nb_ends, nb_scores, count = _merge_dense(ex, c0, c1, sc, m, n_best, win)
+    # an example whose merged list came out short (repeated offsets) while its threshold cut
+    # something: search it again exhaustively
+    ex_thr = np.full(m, _LOWEST, np.float32)
+    np.maximum.at(ex_thr, windows.example_index, thr)
+    redo = np.flatnonzero((count < n_best) & (ex_thr > _LOWEST))
+    if len(redo):
+        rows = np.flatnonzero(np.isin(windows.example_index, redo))
+        ex, c0, c1, sc, _, win = _char_candidates(s, e, ok, windows, rows, max_answer_length, n_best, True)
+        got = _merge_dense(ex, c0, c1, sc, m, n_best, win)
+        for arr, new in zip((nb_starts, nb_ends, nb_scores), got[:3]):
+            arr[redo] = new[redo]
 
     # SQuAD v2 null score: min over the example's windows of start[cls] + end[cls]
     win = np.arange(n)
     null_scores = np.full(m, np.inf, dtype=np.float32)
-    np.minimum.at(null_scores, windows.example_index, s[win, windows.cls_index] + e[win, windows.cls_index])
+    with np.errstate(invalid="ignore"):  # NaN CLS scores are skipped (fmin), as HF's comparisons skip them
+        np.fmin.at(null_scores, windows.example_index, s[win, windows.cls_index] + e[win, windows.cls_index])
 
     best_starts, best_ends, best_scores = nb_starts[:, 0].copy(), nb_ends[:, 0].copy(), nb_scores[:, 0].copy()
     if null_threshold is not None:
@@ -210,7 +625,7 @@ def decode_windows(
         best_starts[is_null] = -1
         best_ends[is_null] = -1
     contexts = [x.context for x in examples]
-    texts = [ctx[a:b] if a >= 0 else "" for ctx, a, b in zip(contexts, best_starts, best_ends)]
+    texts = [ctx[a:b] if a >= 0 else "" for ctx, a, b in zip(contexts, best_starts.tolist(), best_ends.tolist())]
     return Predictions(
         ids=[x.id for x in examples],
         texts=texts,

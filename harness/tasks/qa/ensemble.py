@@ -53,15 +53,16 @@ from typing import Sequence
 
 import numpy as np
 
-from harness.tasks.qa.logits import LogitSet
-from harness.tasks.qa.example import Example
 from harness.tasks.qa.decode import Predictions, best_spans, decode_windows
-from harness.tasks.qa.metrics import qa_scores
-from harness.weights import normalise as _weights, search_weights
+from harness.tasks.qa.example import Example
+from harness.tasks.qa.logits import LogitSet
+from harness.tasks.qa.metrics import detect_lang, f1_score, normalize_answer
+from harness.weights import normalise as _weights
+from harness.weights import search_weights
 
 FLOOR = np.float32(np.log(1e-8))  # log-prob of a character a member cannot score (log-prob space)
-N_BUCKETS = 8  # decode_chars groups examples by context length to trim padding
 
+N_BLOCKS = 4  # the character path stores examples in this many blocks of similar context length
 Scores = tuple[np.ndarray, np.ndarray]
 
 
@@ -79,6 +80,146 @@ def _log_softmax(x: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray
     return (x - lse[groups, None]).astype(np.float32)
 
 
+def _layers(example_index: np.ndarray) -> np.ndarray:
+    """Rank of each window among the windows of its example (0 for the first)."""
+    order = np.argsort(example_index, kind="stable")
+    ex = example_index[order]
+    first = np.ones(len(ex), bool)
+    first[1:] = ex[1:] != ex[:-1]
+    idx = np.arange(len(ex))
+    rank = np.empty(len(ex), np.int64)
+    rank[order] = idx - np.maximum.accumulate(np.where(first, idx, 0))
+    return rank
+
+
+def _by_layer(win: np.ndarray, layer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Order of the elements (``win``: their window, ascending) putting layer 0 first, then 1, ...,
+    and the bounds of each layer in that order."""
+    n_win = len(layer)
+    count = np.bincount(win, minlength=n_win)
+    head = np.cumsum(count) - count
+    wins = np.argsort(layer, kind="stable")
+    count_w = count[wins]
+    start = np.cumsum(count_w) - count_w
+    order = np.arange(int(count.sum())) + np.repeat(head[wins] - start, count_w)
+    bounds = np.searchsorted(np.repeat(layer[wins], count_w), np.arange(int(layer.max(initial=0)) + 2))
+    return order, bounds
+
+
+def _scatter_max(x: np.ndarray, vals: np.ndarray, layers) -> None:
+    """``np.maximum.at(x, pos, vals)``, faster: one window of each example at a time.
+
+    ``layers``: ``[(lo, hi, pos, unique), ...]`` over ``vals`` ordered by window layer (the j-th
+    window of every example): windows of different examples never share a position, so a layer
+    whose positions are distinct (the tokens of a window usually are) is a gather, a maximum and
+    a scatter, the first layer a plain scatter onto ``-inf``; other layers take ``np.maximum.at``.
+    """
+    for lo, hi, pos, unique in layers:
+        v = vals[lo:hi]
+        if not unique:
+            np.maximum.at(x, pos, v)
+        elif lo == 0:
+            x[pos] = v
+        else:
+            x[pos] = np.maximum(x[pos], v)
+
+
+def _layer_plan(win: np.ndarray, example_index: np.ndarray, positions) -> tuple[np.ndarray, list]:
+    """Order of the elements (``win``: their window, ascending) by window layer, and per set of
+    ``positions`` (in element order) the layers ``(lo, hi, positions of the layer, distinct)``.
+
+    A layer's positions are distinct when, in every window of it, they strictly increase token
+    by token (windows of one layer belong to different examples, whose positions never meet).
+    """
+    layer = _layers(example_index)
+    order, bounds = _by_layer(win, layer)
+    plans = []
+    for pos in positions:
+        back = (pos[1:] <= pos[:-1]) & (win[1:] == win[:-1])
+        bad_layers = set(layer[win[1:][back]].tolist()) if back.any() else set()
+        pos = pos[order]
+        plans.append([(lo, hi, pos[lo:hi], at not in bad_layers)
+                      for at, (lo, hi) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())) if hi > lo])
+    return order, plans
+
+
+class _Layout:
+    """Where each character of each example sits in a flat score array.
+
+    Examples are stored in blocks of similar context length (``n_blocks`` of them, examples in
+    length order; one block keeps the given order): block ``b`` is a [rows, width] matrix, so
+    example ``i``'s character ``c`` sits at ``base[i] + c``. Padding is what separates an
+    example's length from its block's width, not from the longest context.
+    """
+
+    def __init__(self, lens: np.ndarray, n_blocks: int = 1):
+        m = len(lens)
+        order = np.arange(m) if n_blocks <= 1 else np.argsort(lens, kind="stable")
+        self.base = np.zeros(m, np.int64)
+        self.blocks = []  # (examples, width, offset of the block)
+        at = 0
+        for rows in np.array_split(order, max(1, min(n_blocks, m))) if m else []:
+            width = max(int(lens[rows].max(initial=0)), 1)
+            self.base[rows] = at + np.arange(len(rows)) * width
+            self.blocks.append((rows, width, at))
+            at += len(rows) * width
+        self.size = at
+
+    def view(self, flat: np.ndarray, b: int) -> np.ndarray:
+        rows, width, at = self.blocks[b]
+        return flat[at: at + len(rows) * width].reshape(len(rows), width)
+
+
+def _targets(w, lens: np.ndarray, agg: str, layout: _Layout):
+    """Where the logits of the windows ``w`` go: their flat indices (tokens covering a character),
+    the flat character positions of their starts and ends in ``layout``, and the window layers
+    (for ``_scatter_max``). Depends on the windows only: members sharing windows share it."""
+    m = len(lens)
+    length = w.offsets.shape[1]
+    ok = (w.offsets[..., 0] >= 0) & (w.offsets[..., 1] > w.offsets[..., 0])  # tokens covering a character
+    at = np.flatnonzero(ok)
+    win = at // length
+    off = np.ascontiguousarray(w.offsets, dtype=np.int32)
+    if np.little_endian:  # one gather of (c0, c1) pairs read as int64: c1 high, c0 low
+        pair = off.reshape(-1).view(np.int64)[at]
+        c0, c1 = pair & 0xFFFFFFFF, pair >> 32
+    else:
+        c0, c1 = (off[..., j].reshape(-1)[at].astype(np.int64) for j in (0, 1))
+    ex = w.example_index.astype(np.int64)[win]
+    if len(ex) and (ex.max() >= m or (c1 > lens[ex]).any()):
+        raise ValueError("windows point past the given contexts (examples and logits do not match)")
+    base = layout.base[ex]
+    start_pos, end_pos = base + c0, base + c1 - 1
+    if agg != "max":
+        return at, start_pos, end_pos, None
+    order, plans = _layer_plan(win, w.example_index, (start_pos, end_pos))
+    return at[order], start_pos[order], end_pos[order], plans
+
+
+def _project(logits: LogitSet, lens: np.ndarray, agg: str, normalize: bool, layout: _Layout, targets=None) -> Scores:
+    """``char_scores`` into the flat arrays of ``layout`` (``targets``: ``_targets`` of the windows)."""
+    if agg not in ("max", "mean"):
+        raise ValueError(f"agg must be 'max' or 'mean', got {agg!r}")
+    at, start_pos, end_pos, plans = targets or _targets(logits.windows, lens, agg, layout)
+    out = []
+    for k, (pos, x) in enumerate(((start_pos, logits.start_logits), (end_pos, logits.end_logits))):
+        vals = np.asarray(x, dtype=np.float32).reshape(-1)[at]
+        if agg == "max":
+            x = np.full(layout.size, -np.inf, np.float32)
+            _scatter_max(x, vals, plans[k])
+        else:
+            count = np.bincount(pos, minlength=layout.size)
+            total = np.bincount(pos, weights=vals, minlength=layout.size)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                x = np.where(count > 0, total / count, -np.inf).astype(np.float32)
+        if normalize:
+            for b in range(len(layout.blocks)):
+                view = layout.view(x, b)
+                view[:] = _log_softmax(view, np.arange(len(view)), len(view))
+        out.append(x)
+    return out[0], out[1]
+
+
 def char_scores(logits: LogitSet, contexts_len: np.ndarray | Sequence[int], agg: str = "max",
                 normalize: bool = True) -> Scores:
     """Per-character start/end scores (float32 [n_examples, max context length]) of one member.
@@ -89,31 +230,11 @@ def char_scores(logits: LogitSet, contexts_len: np.ndarray | Sequence[int], agg:
     ``logits.windows.example_index``; ``contexts_len[i]`` is example ``i``'s context length. With
     ``normalize`` each example's starts (ends) become log-probabilities over its characters.
     """
-    if agg not in ("max", "mean"):
-        raise ValueError(f"agg must be 'max' or 'mean', got {agg!r}")
-    w = logits.windows
     lens = np.asarray(contexts_len, dtype=np.int64)
+    layout = _Layout(lens)
     m, width = len(lens), max(int(lens.max(initial=0)), 1)
-    c0, c1 = w.offsets[..., 0].astype(np.int64), w.offsets[..., 1].astype(np.int64)
-    ok = (c0 >= 0) & (c1 > c0)  # context tokens that cover at least one character
-    ex = np.broadcast_to(w.example_index.astype(np.int64)[:, None], ok.shape)[ok]
-    c0, c1 = c0[ok], c1[ok]
-    if len(ex) and (ex.max() >= m or (c1 > lens[ex]).any()):
-        raise ValueError("windows point past the given contexts (examples and logits do not match)")
-    out = []
-    for pos, vals in ((ex * width + c0, logits.start_logits[ok]), (ex * width + c1 - 1, logits.end_logits[ok])):
-        vals = np.asarray(vals, dtype=np.float32)
-        if agg == "max":
-            x = np.full(m * width, -np.inf, np.float32)
-            np.maximum.at(x, pos, vals)
-        else:
-            count = np.bincount(pos, minlength=m * width)
-            total = np.bincount(pos, weights=vals, minlength=m * width)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                x = np.where(count > 0, total / count, -np.inf).astype(np.float32)
-        x = x.reshape(m, width)
-        out.append(_log_softmax(x, np.arange(m), m) if normalize else x)
-    return out[0], out[1]
+    S, E = _project(logits, lens, agg, normalize, layout)
+    return S.reshape(m, width), E.reshape(m, width)
 
 
 def chars_per_token(logits: LogitSet) -> float:
@@ -170,8 +291,8 @@ def decode_chars(S: np.ndarray, E: np.ndarray, contexts: Sequence[str], max_answ
 
     A span is characters ``a..b`` (inclusive) with ``a <= b < a + max_answer_chars``, both scores
     finite, scored ``S[a] + E[b]``; the answer is ``context[a:b + 1]`` (``Predictions`` stores the
-    end exclusive). The search is ``best_spans``, run on groups of examples of similar context
-    length. ``ids`` default to ``"0", "1", ...``; ``null_scores`` are ``+inf`` (no null answer).
+    end exclusive). The search is ``best_spans`` (which groups rows of similar extent itself).
+    ``ids`` default to ``"0", "1", ...``; ``null_scores`` are ``+inf`` (no null answer).
     """
     S, E = np.asarray(S, dtype=np.float32), np.asarray(E, dtype=np.float32)
     m = len(contexts)
@@ -180,21 +301,23 @@ def decode_chars(S: np.ndarray, E: np.ndarray, contexts: Sequence[str], max_answ
         raise ValueError(f"S and E must be [{m}, >= longest context], got {S.shape} and {E.shape}")
     if n_best < 1:
         raise ValueError(f"n_best must be at least 1, got {n_best}")
-    starts = np.full((m, n_best), -1, np.int32)
-    ends = np.full((m, n_best), -1, np.int32)
-    scores = np.full((m, n_best), -np.inf, np.float32)
-    order = np.argsort(lens, kind="stable")
-    for rows in np.array_split(order, min(m, N_BUCKETS)) if m else []:
-        p = int(lens[rows].max())
-        if p == 0:
-            continue
-        s, e = S[rows, :p], E[rows, :p]
-        starts[rows], ends[rows], scores[rows] = best_spans(s, e, s > -np.inf, e > -np.inf, max_answer_chars, n_best)
+    p = int(lens.max(initial=0))
+    starts, ends, scores = _char_spans(S[:, :p], E[:, :p], max_answer_chars, n_best)
+    return _char_predictions(starts, ends, scores, contexts, ids)
+
+
+def _char_spans(S: np.ndarray, E: np.ndarray, max_answer_chars: int, n_best: int):
+    """``best_spans`` of character scores whose impossible positions are ``-inf`` already."""
+    return best_spans(S, E, None, None, max_answer_chars, n_best)
+
+
+def _char_predictions(starts, ends, scores, contexts, ids) -> Predictions:
+    m = len(contexts)
     ends = np.where(starts >= 0, ends + 1, -1).astype(np.int32)
     contexts = list(contexts)
     return Predictions(
         ids=[str(i) for i in range(m)] if ids is None else list(ids),
-        texts=[c[a:b] if a >= 0 else "" for c, a, b in zip(contexts, starts[:, 0], ends[:, 0])],
+        texts=[c[a:b] if a >= 0 else "" for c, a, b in zip(contexts, starts[:, 0].tolist(), ends[:, 0].tolist())],
         starts=starts[:, 0].copy(), ends=ends[:, 0].copy(), scores=scores[:, 0].copy(),
         null_scores=np.full(m, np.inf, np.float32),
         nbest_starts=starts, nbest_ends=ends, nbest_scores=scores, contexts=contexts,
@@ -239,14 +362,21 @@ class Ensemble:
         if max_answer_chars is None:
             max_answer_chars = max(1, round(max_answer_length * max(chars_per_token(m) for m in self.members)))
         self.max_answer_chars = int(max_answer_chars)
+        self._lens = np.array([len(ex.context) for ex in self.examples], dtype=np.int64)
+        self._layout = _Layout(self._lens, N_BLOCKS)
         self._scores: list[Scores | None] = [None] * len(self.members)
+        self._floor: list | None = [None] * len(self.members)
+        self._targets: dict[int, tuple] = {}  # per windows object (members of one tokenisation share it)
 
     def member_scores(self, i: int) -> Scores:
         """Member ``i``'s (S, E) in the ensemble's positions (tokens or characters), cached."""
         if self._scores[i] is None:
             m = self.members[i]
-            if not self.shared_windows:
-                self._scores[i] = char_scores(m, [len(ex.context) for ex in self.examples], self.agg)
+            if not self.shared_windows:  # flat, in self._layout
+                key = id(m.windows)
+                if key not in self._targets:
+                    self._targets[key] = _targets(m.windows, self._lens, self.agg, self._layout)
+                self._scores[i] = _project(m, self._lens, self.agg, True, self._layout, self._targets[key])
             elif self.space == "logprob":  # normalising would only shift each example's spans
                 self._scores[i] = (np.asarray(m.start_logits, np.float32), np.asarray(m.end_logits, np.float32))
             else:
@@ -258,6 +388,52 @@ class Ensemble:
                 )
         return self._scores[i]
 
+    def _floored(self, i: int):
+        """Member ``i``'s scores with ``-inf`` (and NaN) replaced by ``FLOOR``, and where they were
+        finite: the two things ``combine`` derives from a member in log-prob space, kept."""
+        if self._floor[i] is None:
+            parts = []
+            for x in self.member_scores(i):
+                x = np.asarray(x, dtype=np.float32)
+                finite = np.isfinite(x)
+                parts.append((np.where(finite, x, FLOOR), finite))
+            self._floor[i] = parts
+        return self._floor[i]
+
+    def _combine_logprob(self, live: np.ndarray, weights: np.ndarray) -> Scores:
+        """``combine(..., space="logprob")`` of the members ``live``, bit for bit, from ``_floored``."""
+        w = _weights(weights, len(live))
+        out = []
+        for k in range(2):
+            acc, valid = None, None
+            for wi, i in zip(w, live):
+                if wi <= 0:
+                    continue
+                x, finite = self._floored(i)[k]
+                if acc is None:
+                    acc, term, valid = np.zeros(x.shape, np.float32), np.empty(x.shape, np.float32), finite.copy()
+                else:
+                    np.logical_or(valid, finite, out=valid)
+                np.add(acc, np.multiply(np.float32(float(wi)), x, out=term), out=acc)
+            np.copyto(acc, -np.inf, where=~valid)
+            out.append(acc)
+        return out[0], out[1]
+
+    def _char_decode(self, live, w, n_best):
+        """Character path: combine the live members, then ``best_spans`` block by block."""
+        m = len(self.examples)
+        starts = np.full((m, n_best), -1, np.int32)
+        ends = np.full((m, n_best), -1, np.int32)
+        scores = np.full((m, n_best), -np.inf, np.float32)
+        if self.space == "logprob":
+            S, E = self._combine_logprob(live, w)
+        else:
+            S, E = combine([self.member_scores(i) for i in live], w, self.space)
+        for b, (rows, _, _) in enumerate(self._layout.blocks):
+            starts[rows], ends[rows], scores[rows] = _char_spans(
+                self._layout.view(S, b), self._layout.view(E, b), self.max_answer_chars, n_best)
+        return starts, ends, scores
+
     def decode(self, weights=None, n_best: int = 20) -> Predictions:
         """The ensemble's ``Predictions`` under ``weights`` (default equal)."""
         w = _weights(weights, len(self.members))
@@ -265,10 +441,13 @@ class Ensemble:
         if len(live) == 1:  # the ensemble of one is the single model
             m = self.members[live[0]]
             return decode_windows(m.start_logits, m.end_logits, m.windows, self.examples, self.max_answer_length, n_best)
-        S, E = combine([self.member_scores(i) for i in live], w[live], self.space)
         if self.shared_windows:
+            if self.space == "logprob":
+                S, E = self._combine_logprob(live, w[live])
+            else:
+                S, E = combine([self.member_scores(i) for i in live], w[live], self.space)
             return decode_windows(S, E, self.members[0].windows, self.examples, self.max_answer_length, n_best)
-        return decode_chars(S, E, [ex.context for ex in self.examples], self.max_answer_chars, n_best, self.ids)
+        return _char_predictions(*self._char_decode(live, w[live], n_best), [ex.context for ex in self.examples], self.ids)
 
 
 def ensemble_predictions(members: Sequence[LogitSet], examples: Sequence[Example], weights=None, agg: str = "max",
@@ -309,12 +488,34 @@ def fit_weights(members: Sequence[LogitSet], examples: Sequence[Example], metric
     ens = Ensemble(members, answered, agg, space, max_answer_length, max_answer_chars)
     n = len(ens.members)
     cache: dict[tuple, float] = {}
+    # per-question metric, memoised by (id, answer): weights that differ mostly decode the same
+    # answers. Summed in the order of qa_scores, so the score is qa_scores(...)[metric] exactly.
+    seen: dict[tuple[str, str], float] = {}
+    normal: dict[tuple[str, str], set] = {}
+
+    def em(text: str, qid: str) -> float:
+        """``exact_match(text, refs[qid])`` with the references normalised once per language."""
+        lang = detect_lang(text, *refs[qid])
+        if (qid, lang) not in normal:
+            normal[(qid, lang)] = {normalize_answer(r, lang) for r in refs[qid]}
+        return float(normalize_answer(text, lang) in normal[(qid, lang)])
+
+    one = em if metric == "em" else (lambda text, qid: f1_score(text, refs[qid]))
+
+    def metric_of(pred: Predictions) -> float:
+        total = 0
+        for qid, text in zip(pred.ids, pred.texts):
+            value = seen.get((qid, text))
+            if value is None:
+                value = seen[(qid, text)] = one(text, qid)
+            total += value
+        return 100.0 * total / len(refs)
 
     def score(w) -> float:
         w = _weights(w, n)
         key = tuple(np.round(w, 12))
         if key not in cache:
-            cache[key] = qa_scores(ens.decode(w, n_best=1).to_dict(), refs)[metric]
+            cache[key] = metric_of(ens.decode(w, n_best=1))
         return cache[key]
 
     weights, singles = search_weights(score, n, method, n_iter, seed)

@@ -18,19 +18,33 @@ Two ways to cut windows:
 * ``max_offset`` given (the ML2023 HW7 training variant): one window per answered example, placed
   so that it contains the answer, centred on it and then shifted by a random number of tokens in
   ``[-max_offset, max_offset]`` (clipped so the answer stays inside). Use for training only.
+
+Speed: the work is one batched tokenizer call for the questions (to truncate them), one for the
+question/context pairs (the call Hugging Face ``run_qa.py`` makes) and array code for the rest;
+per window, Python only slices the tokenizer's own lists (sequence ids, word ids or offsets) at
+the context's boundaries. ``bench/windows.py`` measures it against the bare pair call.
 """
 
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Sequence
 
 import numpy as np
 
-from harness.tasks.qa.example import Example
 from harness.common.errors import HarnessError
+from harness.tasks.qa.example import Example
 
 NO_OFFSET = -1
+# Bump when make_windows produces different arrays for the same inputs: cached windows
+# (harness.cache) are keyed on it.
+WINDOWS_VERSION = 1
+
+_ARRAYS = ("input_ids", "token_type_ids", "lengths", "offsets", "example_index", "cls_index",
+           "start_positions", "end_positions")
 
 
 @dataclass
@@ -77,40 +91,96 @@ class Windows:
             example_ids=self.example_ids,
         )
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Plain arrays (``np.savez`` without pickling); absent optional fields are left out."""
+        out = {k: getattr(self, k) for k in _ARRAYS if getattr(self, k) is not None}
+        out["example_ids"] = np.asarray([str(x) for x in self.example_ids], dtype=str)
+        return out
 
-def _truncate_question(tokenizer, question: str, max_query_length: int, split_chars: bool) -> str:
-    """Cut the question (by characters, at a token boundary) to ``max_query_length`` tokens."""
-    question = question.strip()
-    if split_chars:
-        enc = tokenizer(list(question), is_split_into_words=True, add_special_tokens=False)
-        words = [w for w in enc.word_ids() if w is not None]
-        return question if len(words) <= max_query_length else question[: words[max_query_length - 1] + 1]
-    enc = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
-    offs = enc["offset_mapping"]
-    if len(offs) <= max_query_length:
-        return question
-    return question[: offs[max_query_length - 1][1]]
+    @classmethod
+    def from_arrays(cls, arrays) -> "Windows":
+        """Inverse of :meth:`to_arrays` (``arrays``: any mapping, e.g. an opened ``.npz``)."""
+        get = lambda k: np.asarray(arrays[k]) if k in arrays else None  # noqa: E731
+        return cls(**{k: get(k) for k in _ARRAYS}, example_ids=[str(x) for x in arrays["example_ids"]])
+
+
+def _char_lists(texts: Sequence[str]) -> list[list[str]]:
+    return [list(t) for t in texts]
+
+
+def _truncate_questions(tokenizer, questions: Sequence[str], max_query_length: int,
+                        split_chars: bool) -> tuple[list[str], list[int | None]]:
+    """Strip each question and cut it (by characters, at a token boundary) to ``max_query_length`` tokens.
+
+    One batched tokenizer call. Returns the questions and, for those left whole, their token count
+    (None for a cut question: re-tokenizing a cut string may give other tokens).
+    """
+    stripped = [q.strip() for q in questions]
+    if not stripped:
+        return [], []
+    enc = tokenizer(_char_lists(stripped) if split_chars else stripped, add_special_tokens=False,
+                    is_split_into_words=split_chars, return_attention_mask=False, return_token_type_ids=False)
+    out, counts = list(stripped), []
+    for i, ids in enumerate(enc["input_ids"]):
+        if len(ids) <= max_query_length:  # short: no need to look at words or offsets
+            counts.append(len(ids))
+            continue
+        e = enc.encodings[i]
+        if split_chars:
+            words = [w for w in e.word_ids if w is not None]
+            if len(words) <= max_query_length:
+                counts.append(len(ids))
+                continue
+            out[i] = stripped[i][: words[max_query_length - 1] + 1]
+        else:
+            out[i] = stripped[i][: e.offsets[max_query_length - 1][1]]
+        counts.append(None)
+    return out, counts
 
 
 def _encode(tokenizer, questions, contexts, pad_on_right, split_chars, **kwargs):
-    """Tokenize question/context pairs, context second (first for left-padding tokenizers)."""
+    """Tokenize question/context pairs, context second (first for left-padding tokenizers).
+
+    Asks only for what :func:`_collect` reads: no attention mask (it follows from the lengths),
+    offsets only when tokens are not single characters (word ids give those).
+    """
     if split_chars:
-        questions = [list(q) for q in questions]
-        contexts = [list(c) for c in contexts]
+        questions, contexts = _char_lists(questions), _char_lists(contexts)
     first, second = (questions, contexts) if pad_on_right else (contexts, questions)
     return tokenizer(
         first, second,
         truncation="only_second" if pad_on_right else "only_first",
-        return_offsets_mapping=True, padding=False, is_split_into_words=split_chars, **kwargs,
+        return_offsets_mapping=not split_chars, return_attention_mask=False, padding=False,
+        is_split_into_words=split_chars, **kwargs,
     )
 
 
-def _token_char_spans(enc, i: int, split_chars: bool) -> np.ndarray:
-    """[k, 2] character span of each token of row ``i`` (word index when split by characters)."""
-    if split_chars:
-        words = np.array([w if w is not None else 0 for w in enc.word_ids(i)], dtype=np.int32)
-        return np.stack([words, words + 1], axis=1)
-    return np.asarray(enc["offset_mapping"][i], dtype=np.int32).reshape(-1, 2)
+def _empty(tokenizer, max_length: int, labels: bool, example_ids: list[str]) -> Windows:
+    has_tt = "token_type_ids" in tokenizer.model_input_names
+    z = lambda: np.zeros(0, dtype=np.int32)  # noqa: E731
+    return Windows(
+        input_ids=np.zeros((0, max_length), dtype=np.int32),
+        token_type_ids=np.zeros((0, max_length), dtype=np.int8) if has_tt else None,
+        lengths=z(), offsets=np.zeros((0, max_length, 2), dtype=np.int32), example_index=z(), cls_index=z(),
+        start_positions=z() if labels else None, end_positions=z() if labels else None, example_ids=example_ids,
+    )
+
+
+@contextmanager
+def _gc_paused():
+    """Pause Python's cyclic garbage collector (if on) while the tokenizer's output is built.
+
+    Converting a batch allocates millions of lists and tuples, none of them in reference cycles;
+    each allocation burst otherwise triggers collections that walk every live object (about 0.3 s
+    of CPU on DRCD dev). Memory is still freed by reference counting; collection resumes after.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def make_windows(
@@ -130,130 +200,335 @@ def make_windows(
     answer (CLS index when the answer is not inside the window or the example has none).
     ``max_offset`` switches to the HW7 one-window-per-answer variant (implies labels).
     """
+    with _gc_paused():
+        return _make_windows(tokenizer, examples, max_length, doc_stride, max_query_length, with_labels,
+                             max_offset, seed, split_chars)
+
+
+def _make_windows(tokenizer, examples, max_length, doc_stride, max_query_length, with_labels, max_offset, seed,
+                  split_chars) -> Windows:
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("windows need a fast tokenizer (offset mapping); got a slow one")
     pad_on_right = tokenizer.padding_side == "right"
-    questions = [_truncate_question(tokenizer, ex.question, max_query_length, split_chars) for ex in examples]
-    contexts = [ex.context for ex in examples]
-    if max_offset is not None:
-        return _answer_windows(tokenizer, examples, questions, max_length, max_offset, seed, pad_on_right, split_chars)
-    if doc_stride >= max_length - max_query_length - 3:
+    example_ids = [ex.id for ex in examples]
+    if max_offset is None and doc_stride >= max_length - max_query_length - 3:
         raise HarnessError(
             f"doc_stride={doc_stride} must be smaller than the context part of a window "
             f"(max_length {max_length} - question {max_query_length} - 3 special tokens)"
         )
+    if not examples:
+        return _empty(tokenizer, max_length, with_labels or max_offset is not None, example_ids)
+    questions, q_counts = _truncate_questions(tokenizer, [ex.question for ex in examples], max_query_length,
+                                              split_chars)
+    if max_offset is not None:
+        return _answer_windows(tokenizer, examples, questions, q_counts, max_length, max_offset, seed,
+                               pad_on_right, split_chars)
+    contexts = [ex.context for ex in examples]
     enc = _encode(
         tokenizer, questions, contexts, pad_on_right, split_chars,
         max_length=max_length, stride=doc_stride, return_overflowing_tokens=True,
     )
-    windows = _collect(tokenizer, enc, list(enc["overflow_to_sample_mapping"]), pad_on_right, 0, max_length, split_chars)
-    windows.example_ids = [ex.id for ex in examples]
+    windows = _collect(tokenizer, enc, enc["overflow_to_sample_mapping"], pad_on_right, 0, max_length, split_chars,
+                       contexts=contexts, stride=doc_stride)
+    windows.example_ids = example_ids
     if with_labels:
         _label(windows, examples)
     return windows
 
 
-def _collect(tokenizer, enc, sample_map, pad_on_right, char_shift, max_length, split_chars) -> Windows:
-    """Turn a tokenizer batch into a ``Windows`` (offsets outside the context set to -1)."""
-    n = len(enc["input_ids"])
-    context_seq = 1 if pad_on_right else 0
+def _flat(rows, dtype, count: int) -> np.ndarray:
+    return np.fromiter(chain.from_iterable(rows), dtype=dtype, count=count)
+
+
+def _type_ids(rows, lengths: np.ndarray, width: int) -> np.ndarray:
+    """Token type ids [n, width] (int8, 0 past each row's length) from the tokenizer's lists.
+
+    A pair's type ids are one run of one value then one run of another (BERT: 0s, then 1s from the
+    context on); such rows are filled from the two runs, any other row is copied as it is.
+    """
+    n = len(rows)
+    first = np.zeros(n, dtype=np.int64)
+    second = np.zeros(n, dtype=np.int64)
+    cut = np.zeros(n, dtype=np.int64)
+    other = []
+    for i, t in enumerate(rows):
+        k = len(t)
+        if not k:
+            continue
+        a = t[0]
+        c = t.count(a)
+        if c == k:
+            first[i], cut[i] = a, k
+            continue
+        b = t[-1]
+        if t[:c].count(a) == c and t.count(b) == k - c:  # a...a b...b
+            first[i], second[i], cut[i] = a, b, c
+        else:
+            other.append(i)
+    pos = np.arange(width)[None, :]
+    out = np.where(pos < cut[:, None], first[:, None], second[:, None])
+    out[pos >= lengths[:, None]] = 0
+    out = out.astype(np.int8)
+    for i in other:
+        out[i, : len(rows[i])] = rows[i]
+    return out
+
+
+def _context_spans(encodings, offset_rows, sample_map, contexts, stride, context_seq, split_chars):
+    """Where each row's context tokens are, and their character spans, concatenated over rows.
+
+    Returns ``(lo, hi, scattered, spans)``: row ``i``'s context is positions ``lo[i]:hi[i]``
+    (or the positions ``scattered[i]``, for a context that is not one run of tokens, which
+    pair templates never produce), ``spans`` [n_context_tokens, 2] in row order.
+
+    The per-token work is in turning the tokenizer's lists into arrays, and most of it repeats:
+    consecutive windows of an example share ``stride`` tokens, and questions on one paragraph
+    share its tokens. So each context keeps one list of its tokens' spans as far as seen, and a
+    row whose span list equals a slice of it (checked by a list comparison, so the result is
+    exact whatever the guess) points at that slice instead of being converted again. The guess:
+    an example's first window starts at the context's first token, each next one ``stride``
+    tokens before the end of the previous one (Hugging Face / tokenizers overflow semantics).
+    """
+    n = len(encodings)
+    lo = np.zeros(n, dtype=np.int64)
+    hi = np.zeros(n, dtype=np.int64)
+    scattered = {}
+    sources = []  # span lists to convert, once each
+    source_of = {}  # context -> index of its span list in ``sources``
+    row_source = np.zeros(n, dtype=np.int64)
+    row_at = np.zeros(n, dtype=np.int64)
+    prev_example, prev_end = None, 0
+    for i, e in enumerate(encodings):
+        seq = e.sequence_ids
+        k = seq.count(context_seq)
+        example = sample_map[i]
+        at = prev_end - stride if example == prev_example else 0
+        prev_example, prev_end = example, 0
+        if not k:
+            row_source[i] = len(sources)
+            sources.append(())
+            continue
+        a = seq.index(context_seq)
+        spans = e.word_ids if split_chars else offset_rows[i]
+        if seq[a:a + k].count(context_seq) == k:
+            lo[i], hi[i] = a, a + k
+            piece = spans[a:a + k]
+        else:
+            where = [j for j, s in enumerate(seq) if s == context_seq]
+            scattered[i] = where
+            piece = [spans[j] for j in where]
+        key = contexts[example] if contexts is not None else None
+        s = source_of.get(key) if key is not None else None
+        if s is None and key is not None and at == 0:
+            source_of[key] = s = len(sources)
+            sources.append(list(piece))
+            row_source[i], row_at[i], prev_end = s, 0, k
+            continue
+        if s is not None and 0 <= at <= len(sources[s]):
+            full = sources[s]
+            m = min(k, len(full) - at)
+            if piece[:m] == full[at:at + m]:
+                if m < k:
+                    full.extend(piece[m:])
+                row_source[i], row_at[i], prev_end = s, at, at + k
+                continue
+        row_source[i] = len(sources)  # converted on its own
+        sources.append(piece)
+    sizes = np.fromiter(map(len, sources), dtype=np.int64, count=len(sources))
+    total = int(sizes.sum())
+    if split_chars:
+        starts = _flat(sources, np.int32, total)
+        flat = np.stack([starts, starts + 1], axis=1)
+    else:
+        flat = np.fromiter(chain.from_iterable(chain.from_iterable(sources)), dtype=np.int32,
+                           count=2 * total).reshape(-1, 2)
+    counts = np.array([len(scattered[i]) if i in scattered else hi[i] - lo[i] for i in range(n)],
+                      dtype=np.int64) if scattered else hi - lo
+    base = np.concatenate([[0], np.cumsum(sizes)[:-1]])[row_source] + row_at
+    row_first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    take = np.arange(int(counts.sum())) + np.repeat(base - row_first, counts)
+    return lo, hi, scattered, flat[take], counts
+
+
+def _collect(tokenizer, enc, sample_map, pad_on_right, char_shift, max_length, split_chars,
+             contexts=None, stride=0) -> Windows:
+    """Turn a tokenizer batch into a ``Windows`` (offsets outside the context set to -1).
+
+    ``contexts`` (one per example, for sliding windows) lets rows of one paragraph share the
+    conversion of their character spans (see :func:`_context_spans`).
+    """
+    ids = enc["input_ids"]
+    n = len(ids)
+    lengths = np.fromiter(map(len, ids), dtype=np.int32, count=n)
+    if n and int(lengths.max()) > max_length:
+        raise HarnessError(f"a window of {int(lengths.max())} tokens exceeds max_length {max_length}",
+                           hint="the question alone is too long: lower max_query_length")
+    pos = np.arange(max_length)
+    real = pos[None, :] < lengths[:, None]
     input_ids = np.full((n, max_length), tokenizer.pad_token_id or 0, dtype=np.int32)
-    has_tt = "token_type_ids" in enc
-    token_type_ids = np.zeros((n, max_length), dtype=np.int8) if has_tt else None
+    input_ids[real] = _flat(ids, np.int32, int(lengths.sum()))
+    token_type_ids = _type_ids(enc["token_type_ids"], lengths, max_length) if "token_type_ids" in enc else None
+
+    sample_map = list(sample_map)
+    lo, hi, scattered, spans, counts = _context_spans(
+        enc.encodings, None if split_chars else enc["offset_mapping"], sample_map, contexts, stride,
+        1 if pad_on_right else 0, split_chars)
+    shifts = np.broadcast_to(np.asarray(char_shift, dtype=np.int32), (n,))
+    if shifts.any():
+        spans = spans + np.repeat(shifts, counts)[:, None]
+    in_ctx = (pos[None, :] >= lo[:, None]) & (pos[None, :] < hi[:, None])
+    for i, where in scattered.items():
+        in_ctx[i, where] = True
     offsets = np.full((n, max_length, 2), NO_OFFSET, dtype=np.int32)
-    lengths = np.zeros(n, dtype=np.int32)
+    offsets.reshape(n, 2 * max_length)[np.repeat(in_ctx, 2, axis=1)] = spans.reshape(-1)
+
     cls_index = np.zeros(n, dtype=np.int32)
     cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
-    shifts = np.broadcast_to(np.asarray(char_shift), (n,))
-    for i in range(n):
-        ids = enc["input_ids"][i]
-        k = len(ids)
-        lengths[i] = k
-        input_ids[i, :k] = ids
-        if has_tt:
-            token_type_ids[i, :k] = enc["token_type_ids"][i]
-        seq = np.array([s if s is not None else -1 for s in enc.sequence_ids(i)])
-        offs = _token_char_spans(enc, i, split_chars)
-        in_ctx = seq == context_seq
-        offsets[i, :k][in_ctx] = offs[in_ctx] + shifts[i]
-        if cls_id is not None:
-            hits = np.flatnonzero(np.asarray(ids) == cls_id)
-            cls_index[i] = hits[0] if len(hits) else 0
+    if cls_id is not None and n:
+        is_cls = (input_ids == cls_id) & real
+        cls_index = np.where(is_cls.any(axis=1), is_cls.argmax(axis=1), 0).astype(np.int32)
     return Windows(
         input_ids=input_ids,
         token_type_ids=token_type_ids,
         lengths=lengths,
         offsets=offsets,
-        example_index=np.asarray(sample_map, dtype=np.int32),
+        example_index=np.asarray(sample_map, dtype=np.int32).reshape(n),
         cls_index=cls_index,
     )
 
 
+def _first_answers(examples: Sequence[Example]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per example: has an answer, and the character span [a0, a1) of its first one."""
+    has = np.fromiter((bool(ex.answers) for ex in examples), dtype=bool, count=len(examples))
+    a0 = np.fromiter((ex.answer_starts[0] if ex.answers else 0 for ex in examples), dtype=np.int64,
+                     count=len(examples))
+    a1 = a0 + np.fromiter((len(ex.answers[0]) if ex.answers else 0 for ex in examples), dtype=np.int64,
+                          count=len(examples))
+    return has, a0, a1
+
+
 def _label(windows: Windows, examples: Sequence[Example]) -> None:
-    """Token start/end labels of each window's example's first answer (CLS when outside)."""
-    n = len(windows)
+    """Token start/end labels of each window's example's first answer (CLS when outside).
+
+    A window is labelled when its context tokens reach from at or before the answer's first
+    character to at or after its last; the start is then the last context token starting at or
+    before the answer, the end the first context token ending at or after it.
+    """
     starts = windows.cls_index.copy()
     ends = windows.cls_index.copy()
+    n, width = windows.offsets.shape[:2]
+    if n == 0:
+        windows.start_positions, windows.end_positions = starts, ends
+        return
+    has, a0, a1 = _first_answers(examples)
+    ex = windows.example_index
+    has, a0, a1 = has[ex], a0[ex][:, None], a1[ex][:, None]
     tok_start = windows.offsets[:, :, 0]
     tok_end = windows.offsets[:, :, 1]
-    in_ctx = tok_start >= 0
-    for i in range(n):
-        ex = examples[windows.example_index[i]]
-        if not ex.answers:
-            continue
-        a0, a1 = ex.answer_span(0)
-        ctx = in_ctx[i]
-        if not ctx.any():
-            continue
-        first = np.flatnonzero(ctx)
-        if tok_start[i, first[0]] > a0 or tok_end[i, first[-1]] < a1:
-            continue  # answer not fully inside this window
-        # start: last context token starting at or before a0; end: first ending at or after a1
-        s_cand = np.flatnonzero(ctx & (tok_start[i] <= a0))
-        e_cand = np.flatnonzero(ctx & (tok_end[i] >= a1))
-        if len(s_cand) == 0 or len(e_cand) == 0:
-            continue
-        starts[i], ends[i] = s_cand[-1], e_cand[0]
-    windows.start_positions = starts
-    windows.end_positions = ends
+    ctx = tok_start >= 0
+    rows = np.arange(n)
+    first = ctx.argmax(axis=1)
+    last = width - 1 - ctx[:, ::-1].argmax(axis=1)
+    covered = (ctx.any(axis=1) & (tok_start[rows, first] <= a0[:, 0]) & (tok_end[rows, last] >= a1[:, 0]))
+    s_ok = ctx & (tok_start <= a0)
+    e_ok = ctx & (tok_end >= a1)
+    take = has & covered & s_ok.any(axis=1) & e_ok.any(axis=1)
+    s_tok = width - 1 - s_ok[:, ::-1].argmax(axis=1)
+    e_tok = e_ok.argmax(axis=1)
+    windows.start_positions = np.where(take, s_tok, starts).astype(np.int32)
+    windows.end_positions = np.where(take, e_tok, ends).astype(np.int32)
 
 
-def _answer_windows(tokenizer, examples, questions, max_length, max_offset, seed, pad_on_right, split_chars):
+def _token_spans(enc, split_chars: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Character spans of every token of a batch without special tokens, rows concatenated.
+
+    Returns ``(starts, ends, row_start)``: row ``r``'s tokens are ``row_start[r]:row_start[r+1]``.
+    """
+    n = len(enc["input_ids"])
+    counts = np.fromiter(map(len, enc["input_ids"]), dtype=np.int64, count=n)
+    row_start = np.concatenate([[0], np.cumsum(counts)])
+    total = int(row_start[-1])
+    if split_chars:
+        words = [e.word_ids for e in enc.encodings]
+        try:
+            starts = _flat(words, np.int64, total)
+        except TypeError:  # a token without a word (cannot happen without special tokens)
+            starts = np.fromiter((w if w is not None else 0 for row in words for w in row), dtype=np.int64,
+                                 count=total)
+        return starts, starts + 1, row_start
+    flat = np.fromiter(chain.from_iterable(chain.from_iterable(enc["offset_mapping"])), dtype=np.int64,
+                       count=2 * total).reshape(-1, 2)
+    return flat[:, 0].copy(), flat[:, 1].copy(), row_start
+
+
+def _rowwise_searchsorted(values, row_start, rows, queries, side):
+    """``np.searchsorted(values[row_start[r]:row_start[r+1]], q, side)`` for each (r, q), vectorised.
+
+    Rows are made one sorted array by adding ``r * big`` to row ``r``'s values (each row must be
+    sorted, which token offsets are); falls back to a loop otherwise.
+    """
+    counts = np.diff(row_start)
+    row_of = np.repeat(np.arange(len(counts)), counts)
+    big = int(max(values.max(initial=0), queries.max(initial=0))) + 1
+    keyed = values + row_of * big
+    if np.all(np.diff(keyed) >= 0):
+        return np.searchsorted(keyed, queries + rows * big, side=side) - row_start[rows]
+    return np.array([np.searchsorted(values[row_start[r]:row_start[r + 1]], q, side=side)
+                     for r, q in zip(rows, queries)], dtype=np.int64)
+
+
+def _answer_windows(tokenizer, examples, questions, q_counts, max_length, max_offset, seed, pad_on_right,
+                    split_chars):
     """HW7 training variant: one window per answered example around its answer, randomly shifted."""
     rng = np.random.default_rng(seed)
+    example_ids = [ex.id for ex in examples]
     keep = [i for i, ex in enumerate(examples) if ex.answers]
+    if not keep:
+        return _empty(tokenizer, max_length, True, example_ids)
     ctx_texts = [examples[i].context for i in keep]
     ctx_enc = tokenizer(
-        [list(c) for c in ctx_texts] if split_chars else ctx_texts,
-        add_special_tokens=False, return_offsets_mapping=True, is_split_into_words=split_chars,
+        _char_lists(ctx_texts) if split_chars else ctx_texts,
+        add_special_tokens=False, return_offsets_mapping=not split_chars, is_split_into_words=split_chars,
+        return_attention_mask=False, return_token_type_ids=False,
     )
+    starts, ends, row_start = _token_spans(ctx_enc, split_chars)
+    n_tok = np.diff(row_start)
+    if not n_tok.all():
+        bad = examples[keep[int(np.flatnonzero(n_tok == 0)[0])]]
+        raise HarnessError(f"example {bad.id}: its context has no tokens but an answer")
+    # token counts of the (possibly cut) questions; a cut one is tokenized again as it is
+    q_len = [q_counts[i] for i in keep]
+    recount = [row for row, c in enumerate(q_len) if c is None]
+    if recount:
+        again = [questions[keep[row]] for row in recount]
+        enc = tokenizer(_char_lists(again) if split_chars else again, add_special_tokens=False,
+                        is_split_into_words=split_chars, return_attention_mask=False, return_token_type_ids=False)
+        for row, ids in zip(recount, enc["input_ids"]):
+            q_len[row] = len(ids)
     n_special = tokenizer.num_special_tokens_to_add(pair=True)
-    sub_q, sub_c, shifts = [], [], []
-    for row, i in enumerate(keep):
-        ex = examples[i]
-        q_in = list(questions[i]) if split_chars else questions[i]
-        q_len = len(tokenizer(q_in, add_special_tokens=False, is_split_into_words=split_chars)["input_ids"])
-        budget = max(1, max_length - q_len - n_special)
-        offs = _token_char_spans(ctx_enc, row, split_chars).astype(np.int64)
-        n_tok = len(offs)
-        a0, a1 = ex.answer_span(0)
-        s_tok = int(np.searchsorted(offs[:, 1], a0, side="right"))  # first token ending after a0
-        e_tok = int(np.searchsorted(offs[:, 0], a1, side="left")) - 1  # last token starting before a1
-        s_tok, e_tok = min(s_tok, n_tok - 1), max(min(e_tok, n_tok - 1), 0)
-        mid = (s_tok + e_tok) // 2
-        lo = max(0, min(mid - budget // 2, n_tok - budget))
-        if max_offset:
-            shift = int(rng.integers(-max_offset, max_offset + 1))
-            # keep the answer inside [lo, lo + budget)
-            lo = int(np.clip(lo + shift, max(0, e_tok - budget + 1), max(0, min(s_tok, n_tok - budget))))
-        hi = min(n_tok, lo + budget)
-        c0, c1 = int(offs[lo, 0]), int(offs[hi - 1, 1])
-        sub_q.append(questions[i])
-        sub_c.append(ex.context[c0:c1])
-        shifts.append(c0)
+    budget = np.maximum(1, max_length - np.asarray(q_len, dtype=np.int64) - n_special)
+
+    has, a0, a1 = _first_answers([examples[i] for i in keep])
+    rows = np.arange(len(keep))
+    s_tok = _rowwise_searchsorted(ends, row_start, rows, a0, "right")  # first token ending after a0
+    e_tok = _rowwise_searchsorted(starts, row_start, rows, a1, "left") - 1  # last token starting before a1
+    s_tok = np.minimum(s_tok, n_tok - 1)
+    e_tok = np.maximum(np.minimum(e_tok, n_tok - 1), 0)
+    mid = (s_tok + e_tok) // 2
+    lo = np.maximum(0, np.minimum(mid - budget // 2, n_tok - budget))
+    if max_offset:
+        # one draw per answered example, in order (as a loop of scalar draws would)
+        shift = np.array([int(rng.integers(-max_offset, max_offset + 1)) for _ in keep], dtype=np.int64)
+        # keep the answer inside [lo, lo + budget) (np.clip semantics: the upper bound wins)
+        lo = np.minimum(np.maximum(lo + shift, np.maximum(0, e_tok - budget + 1)),
+                        np.maximum(0, np.minimum(s_tok, n_tok - budget)))
+    hi = np.minimum(n_tok, lo + budget)
+    c0 = starts[row_start[:-1] + lo]
+    c1 = ends[row_start[:-1] + hi - 1]
+    sub_q = [questions[i] for i in keep]
+    sub_c = [examples[i].context[int(x):int(y)] for i, x, y in zip(keep, c0, c1)]
     enc = _encode(tokenizer, sub_q, sub_c, pad_on_right, split_chars, max_length=max_length)
-    shifts = np.asarray(shifts, dtype=np.int32)
-    windows = _collect(tokenizer, enc, keep, pad_on_right, shifts, max_length, split_chars)
-    windows.example_ids = [ex.id for ex in examples]
+    windows = _collect(tokenizer, enc, keep, pad_on_right, c0.astype(np.int32), max_length, split_chars)
+    windows.example_ids = example_ids
     _label(windows, examples)
     return windows

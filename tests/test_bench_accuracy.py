@@ -1,0 +1,156 @@
+"""bench/accuracy.py: the split rules, the Trainer's features against run_qa.py's, and the smoke scale end to
+end on the real data (both tracks): every row has a test score and a 95% interval, the targets are judged,
+our intervals equal the leaderboard's, and a rerun resumes without training anything."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import shared_file
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+ROWS = ["trainer-default", "trainer-grid", "harness-default", "search-best", "refit", "ensemble-search",
+        "ensemble-refit"]
+
+
+def _accuracy():
+    import accuracy
+
+    return accuracy
+
+
+@pytest.mark.shared
+def test_qa_split_keeps_articles_whole_and_is_deterministic():
+    acc = _accuracy()
+    shared_file("squad/squad_v1.1_dev_even_articles.json")
+    p = acc.SCALES["qa"]["cpu"]
+    a, b = acc.qa_splits(acc.SQUAD, p), acc.qa_splits(acc.SQUAD, p)
+    titles = {s: set(a["articles"][s]) for s in ("train", "dev", "test")}
+    assert not (titles["train"] & titles["dev"]) and not (titles["train"] & titles["test"])
+    assert not (titles["dev"] & titles["test"])
+    assert len(titles["test"]) == p["test_articles"] and len(titles["dev"]) == p["dev_articles"]
+    for s in ("train", "dev", "test"):
+        used = {a["source"][i].get("title") for i, _, _ in a[s]}
+        assert used <= titles[s]
+        assert [q["id"] for _, _, q in a[s]] == [q["id"] for _, _, q in b[s]]
+        cap = p[f"n_{s}"]
+        assert cap is None or len(a[s]) <= cap
+    assert len(a["train"]) == p["n_train"]
+    test_json = json.loads(acc.squad_json(a["source"], a["test"], with_answers=False))
+    assert all("answers" not in q for art in test_json["data"] for para in art["paragraphs"] for q in para["qas"])
+
+
+@pytest.mark.shared
+def test_sst2_split_rules():
+    acc = _accuracy()
+    shared_file("glue/SST-2/train.tsv")
+    shared_file("glue/SST-2/dev.tsv")
+    sp = acc.sst2_splits(acc.SST2_TRAIN, acc.SST2_DEV, acc.SCALES["clf"]["cpu"])
+    assert len(sp["test"]) == 872 and len(sp["dev"]) == 500 and len(sp["train"]) == 3000
+    text = {s: {" ".join(t.split()) for _, t, _ in sp[s]} for s in sp}
+    assert not (text["train"] & text["dev"]) and not (text["train"] & text["test"]) and not (text["dev"] & text["test"])
+    assert all(len(t.split()) >= acc.SST2_DEV_MIN_WORDS for _, t, _ in sp["dev"])
+    spans = set()
+    for _, t, _ in sp["dev"]:
+        w = t.split()
+        spans.update(" ".join(w[i:j]) for i in range(len(w)) for j in range(i + 1, len(w) + 1))
+    assert not (text["train"] & spans)
+    ids = [r for s in sp for r, _, _ in sp[s]]
+    assert len(ids) == len(set(ids))
+
+
+@pytest.mark.shared
+def test_trainer_features_are_run_qa_features():
+    """The Trainer trains on harness windows; run_qa.py's own tokenisation gives the same windows and
+    labels, except its edge case (an answer ending the window's context: its start label runs past it)."""
+    acc = _accuracy()
+    import peers
+
+    shared_file("squad/squad_v1.1_dev_even_articles.json")
+    sp = acc.qa_splits(acc.SQUAD, dict(acc.SCALES["qa"]["cpu"], n_train=300))
+    ex = [peers.QAItem(q["id"], q["question"], sp["source"][a]["paragraphs"][pi]["context"],
+                       [x["text"] for x in q["answers"]], [x["answer_start"] for x in q["answers"]])
+          for a, pi, q in sp["train"]]
+    tok = peers.load_tokenizer(peers.minilm_path())
+    windows, features = peers.qa_features(tok, ex, 192, 64)
+    ref = peers.run_qa_train_features(tok, ex, 192, 64)
+    assert len(features) == len(windows) == len(ref["input_ids"])
+    assert np.array_equal(np.asarray(ref["input_ids"]), windows.input_ids)
+    assert np.array_equal(np.asarray(ref["token_type_ids"]), windows.token_type_ids)
+    assert np.array_equal(np.asarray(ref["attention_mask"]), windows.attention_mask)
+    assert np.array_equal(np.asarray(ref["example_index"]), windows.example_index)
+    start, end = np.asarray(ref["start_positions"]), np.asarray(ref["end_positions"])
+    differ = (start != windows.start_positions) | (end != windows.end_positions)
+    assert (start[differ] > end[differ]).all()  # only run_qa's past-the-end start labels
+    assert differ.mean() < 0.01
+    assert features[0]["input_ids"] == windows.input_ids[0].tolist()
+
+
+def _check_track(result: dict, track: str) -> None:
+    metrics = ("em", "f1") if track == "qa" else ("accuracy", "mcc")
+    rows = {r["row"]: r for r in result["rows"]}
+    assert list(rows) == ROWS
+    for name, r in rows.items():
+        for m in metrics:
+            v, (lo, hi) = r["test"][m], r["ci"][m]
+            assert all(isinstance(x, float) and math.isfinite(x) for x in (v, lo, hi)), (name, m, v, lo, hi)
+            assert lo - 1e-9 <= v <= hi + 1e-9, (name, m, v, lo, hi)
+        assert r["wall_s"] is not None and r["wall_s"] >= 0
+        if name == "trainer-default":
+            assert r["diff_vs_trainer_default"] is None
+        else:
+            d, lo, hi = r["diff_vs_trainer_default"]
+            assert lo - 1e-9 <= d <= hi + 1e-9
+    assert result["bootstrap"]["resamples"] == 1000
+    assert len(result["grid"]) == 2
+    names = [t["target"] for t in result["targets"]]
+    assert len(names) == 4 and names[0].startswith("harness at Trainer's") and names[1].startswith("search best")
+    assert all(isinstance(t["pass"], bool) and t["ci"][0] <= t["diff"] + 1e-9 <= t["ci"][1] + 2e-9
+               for t in result["targets"])
+    assert result["board_check"]["checked"] >= 5 and result["board_check"]["mismatched"] == []
+    assert result["search"]["counts"].get("COMPLETE", 0) >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_smoke_scale_end_to_end(tmp_path):
+    shared_file("squad/squad_v1.1_dev_even_articles.json")
+    shared_file("glue/SST-2/train.tsv")
+    shared_file("glue/SST-2/dev.tsv")
+
+    def start(track):
+        return subprocess.Popen([sys.executable, str(ROOT / "bench" / "accuracy.py"), "--track", track, "--scale",
+                                 "smoke", "--out", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, cwd=ROOT)
+
+    procs = {t: start(t) for t in ("clf", "qa")}  # the two tracks side by side
+    outs = {t: p.communicate(timeout=1200)[0] for t, p in procs.items()}
+    for t, p in procs.items():
+        assert p.returncode == 0, outs[t][-4000:]
+    for t in ("clf", "qa"):
+        folder = tmp_path / "smoke" / t
+        result = json.loads((folder / "results.json").read_text())
+        _check_track(result, t)
+        md = (folder / "results.md").read_text()
+        table = [ln for ln in md.splitlines() if ln.startswith("| ") and not ln.startswith("| row")
+                 and not ln.startswith("| target")]
+        assert len(table) == len(ROWS) + 4  # the rows, then the targets
+        assert all(ln.count("|") == 9 for ln in table[:len(ROWS)])
+        assert all(ln.rstrip().endswith(("pass |", "FAIL |")) for ln in table[len(ROWS):])
+
+    # a rerun trains nothing: every row comes from the state
+    first = json.loads((tmp_path / "smoke" / "clf" / "results.json").read_text())
+    rerun = subprocess.run([sys.executable, str(ROOT / "bench" / "accuracy.py"), "--track", "clf", "--scale", "smoke",
+                            "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert ": started" not in rerun.stdout
+    again = json.loads((tmp_path / "smoke" / "clf" / "results.json").read_text())
+    assert [r["test"] for r in again["rows"]] == [r["test"] for r in first["rows"]]
