@@ -126,9 +126,8 @@ class Run:
         if not manifest:
             if (self.path / MARKER).exists():
                 return f"its {MARKER} manifest is unreadable"
-            if read_json(self.path / METRICS) and (self.path / CONFIG).is_file() and not (self.path / ".owner").exists():
-                return None  # a run of the previous layout (no manifest): complete once metrics.json is down
-            return "it was not finished (training was killed, failed or is still running)"
+            return ("it was not finished (training was killed, failed or is still running; a run made by a harness "
+                    f"before 0.2 has no {MARKER} manifest either)")
         for rel, size in (manifest.get("files") or {}).items():
             f = self.path / rel
             if not f.is_file():

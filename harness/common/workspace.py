@@ -6,7 +6,8 @@
     studies/NAME/      Optuna studies: storage, trial runs, plots (delete a study folder to forget it)
     submissions/       NAME.csv + NAME.json sidecars (what you upload); dev submissions NAME.dev.csv
     leaderboard/       board.sqlite: the local leaderboard (delete to reset)
-    cache/             tokenized windows / encodings reused across runs and trials (delete freely)
+    cache/             encodings/: tokenized windows and texts reused by every run, trial, fold and prediction;
+                       tokenizers/: WordPiece vocabularies of scratch recipes (delete freely)
     result.csv         the latest test submission (the file to upload)
 """
 

@@ -217,7 +217,13 @@ def prepare_search(comp: Competition, ws: Workspace, *, recipe: str | None = Non
     study_dir = ws.studies / study
     sampler_spec = parse_spec(sampler, SAMPLERS, "sampler")
     pruner_spec = parse_spec(pruner, PRUNERS, "pruner")
-    if sampler_spec is not None:  # refused now, before any study is created or changed
+    if overrides:  # refused now, before any study is created or changed
+        from harness.config import check_params
+
+        check_params(overrides, "--set")
+    if space is not None:
+        check_space(space, "--space")
+    if sampler_spec is not None:
         make_sampler(sampler_spec, 0)
     if pruner_spec is not None:
         make_pruner(pruner_spec)

@@ -10,6 +10,7 @@ training data and saved with the run, so logits columns always map to the same n
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -94,9 +95,9 @@ class ClassificationTask:
 
         with_labels = info["labels"] if train else False
         if cache_dir is not None:
-            from harness.cache import cached_texts
+            from harness.cache import ENCODINGS, cached_texts
 
-            return cached_texts(cache_dir, tokenizer, examples, cfg.windows.max_length, with_labels)
+            return cached_texts(Path(cache_dir) / ENCODINGS, tokenizer, examples, cfg.windows.max_length, with_labels)
         return encode_texts(tokenizer, examples, cfg.windows.max_length, labels=with_labels)
 
     # ---- logits

@@ -148,9 +148,9 @@ class QATask:
     def encode(self, tokenizer, examples, cfg, train: bool, info: Mapping, cache_dir=None) -> Windows:
         kwargs = window_kwargs(cfg.windows, cfg.lang, train)
         if cache_dir is not None:
-            from harness.cache import cached_windows
+            from harness.cache import ENCODINGS, cached_windows
 
-            rows = cached_windows(cache_dir, tokenizer, examples, seed=cfg.training.seed, **kwargs)
+            rows = cached_windows(Path(cache_dir) / ENCODINGS, tokenizer, examples, seed=cfg.training.seed, **kwargs)
         else:
             rows = make_windows(tokenizer, examples, seed=cfg.training.seed, **kwargs)
         if train and len(rows) == 0:
