@@ -149,7 +149,8 @@ def board_statistics(task: str, entries: dict, pairs=(), labels=None) -> dict:
     "resamples": R, "seed": S}``. The only function here that imports ``harness.board``: re-point it
     after the leaderboard refactor.
     """
-    from harness.board.stats import RESAMPLES, SEED as BOARD_SEED, Bootstrap, Scheme, Stats
+    from harness.board.stats import RESAMPLES, Bootstrap, Scheme, Stats
+    from harness.board.stats import SEED as BOARD_SEED
 
     scheme = Scheme.of({"task": "qa"} if task == "qa" else
                        {"task": "classification", "n_labels": len(labels), "labels": list(labels)})
@@ -439,8 +440,17 @@ class Track:
 
     # -- the Trainer rows --
     def trainer_cell(self, lr: float, epochs: int) -> dict:
-        from peers import (clf_features, clf_trainer, load_model, load_tokenizer, minilm_path, predict_logits,
-                           qa_answers, qa_features, qa_trainer)
+        from peers import (
+            clf_features,
+            clf_trainer,
+            load_model,
+            load_tokenizer,
+            minilm_path,
+            predict_logits,
+            qa_answers,
+            qa_features,
+            qa_trainer,
+        )
         from transformers import TrainerCallback
 
         p, path = self.p, minilm_path()

@@ -33,10 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.runs import LogitSet
-from harness.tasks.qa.example import Example
-from harness.tasks.qa.ensemble import Ensemble, fit_weights
 from harness.tasks.qa.decode import decode_windows
+from harness.tasks.qa.ensemble import Ensemble, fit_weights
+from harness.tasks.qa.example import Example
+from harness.tasks.qa.logits import LogitSet
 from harness.tasks.qa.windows import Windows, make_windows
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -279,7 +279,7 @@ def fixed_loss(model, windows, device: str, bf16: bool, batch_size: int = 64) ->
     import numpy as np
     import torch
 
-    from harness.train.loop import collate
+    from harness.train.batching import collate
 
     rows_all = np.arange(min(FIXED_LOSS_WINDOWS[device], len(windows)))
     total = 0.0
@@ -374,60 +374,46 @@ def trainer_train(model, windows, args, device, bf16):
 
 
 def harness_train(model, windows, args, device, use_compile):
+    """The shipped loop: ``harness.train.loop.make_optimizer`` + ``train_epoch`` (the step every run,
+    trial and refit takes), over length-bucketed batches; clocked around the calls, never inside."""
     import numpy as np
-    import torch
-    from transformers import get_linear_schedule_with_warmup
 
-    from harness.train.loop import collate, input_names, length_batches, make_accelerator, set_seed, to_device
+    from harness.config import TrainingArgs
+    from harness.train.batching import input_names, length_batches
+    from harness.train.loop import make_accelerator, make_optimizer, set_seed, train_epoch
 
     set_seed(args.seed)
-    accelerator = make_accelerator({"mixed_precision": "auto"})
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
-         "weight_decay": args.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=args.lr, fused=True)
-    scheduler = get_linear_schedule_with_warmup(optimizer, 0, args.steps)
+    t = TrainingArgs(lr=args.lr, weight_decay=args.weight_decay, warmup_ratio=0.0, batch_size=args.batch_size,
+                     max_grad_norm=1.0, seed=args.seed, compile=use_compile)
+    accelerator = make_accelerator(t)
+    optimizer, scheduler = make_optimizer(model, t, args.steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    inner, names = model, input_names(model)
+    inner = model
+    names = input_names(accelerator.unwrap_model(model)) | set(windows.label_arrays())
     if use_compile:
-        model = torch.compile(model, dynamic=True)
+        import torch
 
+        model = torch.compile(model, dynamic=True)
     rng = np.random.default_rng(args.seed)
-    losses, n_windows, real_tokens = [], [], []
-    clock = StepClock(device, args.warmup_steps, args.steps)
-    t0 = time.perf_counter()
-    model.train()
-    step = 0
-    while step < args.steps:
-        for rows in length_batches(windows.lengths, args.batch_size, True, rng):
-            batch = to_device(collate(windows, rows, True), names, accelerator.device)
-            with accelerator.accumulate(model):
-                with accelerator.autocast():
-                    loss = model(**batch).loss
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.detach())
-            n_windows.append(len(rows))
-            real_tokens.append(int(windows.lengths[rows].sum()))
-            step += 1
-            clock.step_end(step)
-            if step >= args.steps:
-                break
-    total = time.perf_counter() - t0
+    batches = []
+    while len(batches) < args.steps:  # epochs of length-bucketed batches, as the loop draws them
+        batches += length_batches(windows.lengths, args.batch_size, True, rng)
+    batches = batches[:args.steps]
     w = args.warmup_steps
+    t0 = time.perf_counter()
+    warm_losses, _, step = train_epoch(model, windows, batches[:w], optimizer, scheduler, accelerator, names, t)
+    sync(device)
+    t1, c1 = time.perf_counter(), time.process_time()
+    losses, seen, step = train_epoch(model, windows, batches[w:], optimizer, scheduler, accelerator, names, t, step)
+    sync(device)
+    t2, c2 = time.perf_counter(), time.process_time()
+    timed = batches[w:]
     res = {
-        "win_s": sum(n_windows[w:]) / clock.timed_seconds(),
-        "win_per_cpu_s": sum(n_windows[w:]) / clock.timed_cpu_seconds(),
-        "real_tok_s": sum(real_tokens[w:]) / clock.timed_seconds(),
-        "warmup_s": clock.warmup_seconds(), "total_s": total,
-        "loss": [float(x) for x in torch.stack(losses).float().cpu()],
+        "win_s": seen / (t2 - t1),
+        "win_per_cpu_s": seen / max(c2 - c1, 1e-9),
+        "real_tok_s": sum(int(windows.lengths[b].sum()) for b in timed) / (t2 - t1),
+        "warmup_s": t1 - t0, "total_s": t2 - t0,
+        "loss": [float(x) for x in np.concatenate([warm_losses, losses])],
         "optimizer": "torch AdamW (fused)",
         "precision": accelerator.mixed_precision,
         "fixed_loss": fixed_loss(accelerator.unwrap_model(inner), windows, device,
@@ -463,9 +449,11 @@ def trainer_predict(model, windows, args, device, bf16):
 def harness_predict(model, windows, args):
     import numpy as np
 
-    from harness.train.loop import make_accelerator, predict_windows
+    from harness.config import TrainingArgs
+    from harness.tasks.qa.task import predict_windows
+    from harness.train.loop import make_accelerator
 
-    accelerator = make_accelerator({"mixed_precision": "auto"})
+    accelerator = make_accelerator(TrainingArgs())
     model = accelerator.prepare(model)
     unwrapped = accelerator.unwrap_model(model)
     predict_windows(unwrapped, windows.subset(np.arange(min(len(windows), args.eval_batch_size))),
@@ -515,7 +503,7 @@ def host_costs(model, windows, args) -> dict:
     import torch
     from transformers import default_data_collator
 
-    from harness.train.loop import collate, input_names, length_batches, to_device
+    from harness.train.batching import collate, input_names, length_batches, to_device
 
     rng = np.random.default_rng(args.seed)
     batches = length_batches(windows.lengths, args.batch_size, True, rng)[:20]

@@ -50,6 +50,9 @@ COMPRESS_LEVEL = 3
 STALE_TEMP_S = 3600.0  # a temporary file older than this is a writer that died
 
 
+ENCODINGS = "encodings"  # the cache's folder under a workspace's cache/
+
+
 def _sha(data: str | bytes) -> str:
     return hashlib.sha256(data.encode("utf-8") if isinstance(data, str) else data).hexdigest()
 

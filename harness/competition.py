@@ -54,20 +54,21 @@ Other options: ``text_pair_column`` (sentence pairs), ``id_column`` (the input's
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import tomllib
+
 from harness.common.errors import HarnessError
+from harness.common.io import atomic_write_text
+from harness.common.names import unknown_hint
+from harness.tasks.base import get_task
 
 FILENAME = "competition.toml"
-LAYOUTS = ("hw7", "squad", "csv", "jsonl", "hf")
-TASK_LAYOUTS = {"qa": LAYOUTS, "classification": ("csv", "jsonl", "hf")}
 SPLITS = ("train", "dev", "test", "test_gold")
-DEFAULT_METRIC = {"qa": "em", "classification": "accuracy"}
-METRICS = {"qa": ("em", "f1"),
-           "classification": ("accuracy", "f1", "macro_f1", "mcc", "pearson", "spearman", "combined")}
-SUBMISSION_COLUMNS = {"qa": ("ID", "Answer"), "classification": ("id", "label")}
+LANGS = ("zh", "en")
+_TOP_KEYS = ("name", "task", "layout", "lang", "metric", "files", "submission", "options")
+_SUBMISSION_KEYS = ("id_column", "answer_column", "strip_commas", "label_map")
 
 
 @dataclass
@@ -85,6 +86,11 @@ class Competition:
     label_map: dict = field(default_factory=dict)  # classification: data label -> label written in the CSV
     options: dict = field(default_factory=dict)  # reader options (column names, hf config)
 
+    @property
+    def kind(self):
+        """The task object of this competition (:mod:`harness.tasks.base`)."""
+        return get_task(self.task)
+
     def path(self, split: str) -> str | None:
         """Resolved location of a split, or None when the competition has no such split."""
         value = self.files.get(split)
@@ -96,19 +102,17 @@ class Competition:
         return str(p if p.is_absolute() else (self.root / p))
 
     def examples(self, split: str):
-        """Read and validate one split into ``Example`` objects."""
+        """Read and validate one split into the task's example objects."""
         location = self.path(split)
         if location is None:
             raise HarnessError(
                 f"competition '{self.name}' has no {split} file",
                 hint=f"add it under [files] in {self.root / FILENAME}",
             )
-        from harness.tasks.base import get_task
-
         kwargs = dict(self.options)
         if self.layout == "hf":
             kwargs["split"] = split
-        return get_task(self.task).read(location, layout=self.layout, **kwargs)
+        return self.kind.read(location, layout=self.layout, **kwargs)
 
     def to_toml(self) -> str:
         def q(v) -> str:
@@ -130,16 +134,24 @@ class Competition:
         return "\n".join(lines) + "\n"
 
     def save(self) -> Path:
-        self.root.mkdir(parents=True, exist_ok=True)
-        target = self.root / FILENAME
-        tmp = target.with_suffix(".toml.tmp")
-        tmp.write_text(self.to_toml(), encoding="utf-8")
-        tmp.replace(target)
-        return target
+        return atomic_write_text(self.root / FILENAME, self.to_toml())
+
+
+def _expect(value, kind: type, what: str, source) -> None:
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise HarnessError(f"{source}: {what} = {value!r} must be {'true or false' if kind is bool else 'a string'}")
+
+
+def _table(raw: dict, key: str, source) -> dict:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise HarnessError(f"{source}: [{key}] must be a table, got {value!r}")
+    return value
 
 
 def load_competition(path: str | Path | None = None) -> Competition:
-    """Read ``competition.toml`` from ``path`` (a file or folder; default: the current folder)."""
+    """Read ``competition.toml`` from ``path`` (a file or folder; default: the current folder), every
+    key and value checked (one line naming the key and what is allowed)."""
     p = Path(path) if path else Path.cwd()
     if p.is_dir():
         p = p / FILENAME
@@ -150,89 +162,118 @@ def load_competition(path: str | Path | None = None) -> Competition:
                  "built-in one, or pass --competition PATH",
         )
     try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
+        raw = tomllib.loads(p.read_text(encoding="utf-8-sig"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise HarnessError(f"{p}: not valid TOML ({e})") from None
-    sub = raw.get("submission", {})
-    task = raw.get("task", "qa")
-    id_default, answer_default = SUBMISSION_COLUMNS.get(task, SUBMISSION_COLUMNS["qa"])
+    except OSError as e:
+        raise HarnessError(f"{p}: cannot be read ({e.strerror})") from None
+    for key in raw:
+        if key not in _TOP_KEYS:
+            raise HarnessError(f"{p}: unknown key '{key}'", hint=unknown_hint(key, _TOP_KEYS, "keys"))
+    for key in ("name", "task", "layout", "lang", "metric"):
+        if key in raw:
+            _expect(raw[key], str, key, p)
+    files, sub, options = _table(raw, "files", p), _table(raw, "submission", p), _table(raw, "options", p)
+    for split, value in files.items():
+        if split not in SPLITS:
+            raise HarnessError(f"{p}: unknown split '{split}' in [files]", hint=f"use {', '.join(SPLITS)}")
+        _expect(value, str, f"[files] {split}", p)
+    for key, value in sub.items():
+        if key not in _SUBMISSION_KEYS:
+            raise HarnessError(f"{p}: unknown key '{key}' in [submission]",
+                               hint=unknown_hint(key, _SUBMISSION_KEYS, "keys"))
+        if key in ("id_column", "answer_column"):
+            _expect(value, str, f"[submission] {key}", p)
+        elif key == "strip_commas":
+            _expect(value, bool, f"[submission] {key}", p)
+        elif not isinstance(value, dict):
+            raise HarnessError(f"{p}: [submission.label_map] must be a table of label = name")
+    task = get_task(raw.get("task", "qa"))
+    for key in options:
+        if key not in task.read_options:
+            raise HarnessError(f"{p}: unknown key '{key}' in [options] of a {task.kind} competition",
+                               hint=unknown_hint(key, task.read_options, "options"))
+    id_default, answer_default = task.submission_columns
     comp = Competition(
-        name=raw.get("name", p.parent.name), root=p.parent.resolve(), files=dict(raw.get("files", {})),
-        layout=raw.get("layout", "squad"), lang=raw.get("lang", "zh"), task=task,
-        metric=raw.get("metric", DEFAULT_METRIC.get(task, "em")), id_column=sub.get("id_column", id_default),
+        name=raw.get("name", p.parent.name), root=p.parent.resolve(), files=dict(files),
+        layout=raw.get("layout", task.layouts[0]), lang=raw.get("lang", "zh"),
+        task=task.kind, metric=raw.get("metric", task.default_metric), id_column=sub.get("id_column", id_default),
         answer_column=sub.get("answer_column", answer_default), strip_commas=bool(sub.get("strip_commas", False)),
-        label_map={str(k): str(v) for k, v in sub.get("label_map", {}).items()},
-        options=dict(raw.get("options", {})),
+        label_map={str(k): str(v) for k, v in sub.get("label_map", {}).items()}, options=dict(options),
     )
     _check(comp, p)
     return comp
 
 
 def _check(comp: Competition, source: Path) -> None:
-    if comp.task not in TASK_LAYOUTS:
-        raise HarnessError(f"{source}: unknown task '{comp.task}'", hint=f"one of {', '.join(TASK_LAYOUTS)}")
-    if comp.layout not in TASK_LAYOUTS[comp.task]:
+    task = comp.kind
+    if comp.layout not in task.layouts:
         raise HarnessError(f"{source}: layout '{comp.layout}' does not fit a {comp.task} competition",
-                           hint=f"one of {', '.join(TASK_LAYOUTS[comp.task])}")
-    if comp.metric not in METRICS[comp.task]:
+                           hint=f"one of {', '.join(task.layouts)}")
+    if comp.metric not in task.metric_names:
         raise HarnessError(f"{source}: metric '{comp.metric}' is not a {comp.task} metric",
-                           hint=f"one of {', '.join(METRICS[comp.task])}")
-    if comp.lang not in ("zh", "en"):
-        raise HarnessError(f"{source}: unknown lang '{comp.lang}'", hint="zh or en")
+                           hint=f"one of {', '.join(task.metric_names)}")
+    if comp.lang not in LANGS:
+        raise HarnessError(f"{source}: unknown lang '{comp.lang}'", hint=" or ".join(LANGS))
     if "train" not in comp.files:
         raise HarnessError(f"{source}: [files] needs at least a train entry")
-    unknown = set(comp.files) - set(SPLITS)
-    if unknown:
-        raise HarnessError(f"{source}: unknown split(s) {sorted(unknown)} in [files]", hint=f"use {SPLITS}")
 
 
 def init_competition(name: str, root: str | Path, train: str, dev: str | None = None, test: str | None = None,
-                     test_gold: str | None = None, layout: str | None = None, lang: str = "zh",
+                     test_gold: str | None = None, layout: str | None = None, lang: str | None = None,
                      metric: str | None = None, task: str = "qa", options: dict | None = None,
-                     **submission) -> Competition:
-    """Create (or overwrite) ``competition.toml`` in ``root`` after checking the files exist.
+                     echo=None, **submission) -> Competition:
+    """Create (or overwrite) ``competition.toml`` in ``root`` -- only after every split was read and
+    validated, so a failed init leaves an existing file as it was.
 
-    ``options`` are the reader's options (classification: ``text_column``, ``label_column``...);
+    ``lang`` None: detected from the training text (the share of CJK characters), and said through
+    ``echo``. ``options`` are the reader's options (classification: ``text_column``, ...);
     ``submission`` the ``id_column`` / ``answer_column`` / ``strip_commas`` of the CSV.
+    Returns the competition; ``comp.counts`` holds each split's example count.
     """
-    root = Path(root).resolve()
-    files = {"train": train, "dev": dev, "test": test, "test_gold": test_gold}
-    files = {k: v for k, v in files.items() if v}
-    if layout is None:
-        if task == "classification":
-            from harness.tasks.clf.readers import detect_text_layout
+    from harness.common.lang import detect_language
+    from harness.common.names import check_name
 
-            layout = detect_text_layout(train)
-        else:
-            layout = _guess_layout(train)
+    check_name(name)
+    kind = get_task(task)
+    for key in options or {}:
+        if key not in kind.read_options:
+            from harness.tasks.base import task_kinds
+
+            flag = {"id_column": "input-id-column", "config": "hf-config"}.get(key, key.replace("_", "-"))
+            owner = next((k for k in task_kinds() if key in get_task(k).read_options), None)
+            if owner:
+                raise HarnessError(f"--{flag} is a {owner} option", hint=f"pass --task {owner}")
+            raise HarnessError(f"--{flag} is not an option of a {kind.kind} competition")
+    root = Path(root).resolve()
+    files = {k: v for k, v in {"train": train, "dev": dev, "test": test, "test_gold": test_gold}.items() if v}
+    if layout != "hf":
+        for split, f in files.items():
+            if Path(f).suffix and not Path(f).expanduser().exists():
+                raise HarnessError(f"{split} file not found: {f}")
+    if layout is None:
+        layout = kind.detect_layout(train)
     if layout != "hf":
         for split, f in files.items():
             if not Path(f).expanduser().exists():
                 raise HarnessError(f"{split} file not found: {f}")
         files = {k: str(Path(v).expanduser().resolve()) for k, v in files.items()}
-    id_default, answer_default = SUBMISSION_COLUMNS.get(task, SUBMISSION_COLUMNS["qa"])
+    id_default, answer_default = kind.submission_columns
     submission = {k: v for k, v in submission.items() if v is not None}
     submission.setdefault("id_column", id_default)
     submission.setdefault("answer_column", answer_default)
-    comp = Competition(name=name, root=root, files=files, layout=layout, lang=lang, task=task,
-                       metric=metric or DEFAULT_METRIC.get(task, "em"), options=dict(options or {}), **submission)
+    comp = Competition(name=name, root=root, files=files, layout=layout, lang=lang or "zh", task=kind.kind,
+                       metric=metric or kind.default_metric, options=dict(options or {}), **submission)
     _check(comp, root / FILENAME)
+    counts = {split: len(comp.examples(split)) for split in ("train", "dev", "test") if comp.path(split)}
+    if comp.path("test_gold"):
+        comp.examples("test_gold")
+    if counts["train"] == 0:
+        raise HarnessError(f"the train file {train} holds no examples")
+    if lang is None:
+        comp.lang, share = detect_language(kind.texts(comp.examples("train")[:2000]))
+        if echo:
+            echo(f"language: {comp.lang} ({100 * share:.0f}% of the letters are CJK; pass --lang to choose)")
     comp.save()
+    comp.counts = counts
     return comp
-
-
-def _guess_layout(path: str) -> str:
-    suffix = Path(path).suffix.lower()
-    if suffix in (".csv", ".tsv"):
-        return "csv"
-    if suffix == ".jsonl":
-        return "jsonl"
-    if suffix == ".json":
-        import json
-
-        try:
-            keys = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return "squad"  # the reader will report the problem with file and position
-        return "hw7" if isinstance(keys, dict) and "questions" in keys else "squad"
-    return "hf"

@@ -21,43 +21,15 @@ Any field can be overridden per command with ``--set lr=3e-5`` and the checkpoin
 
 from __future__ import annotations
 
-import ast
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import tomllib
+
 from harness.common.errors import HarnessError
+from harness.common.names import unknown_hint
 
-# What every recipe starts from; a recipe's ``defaults`` override these.
-BASE_DEFAULTS: dict = {
-    "lr": 3e-5,
-    "epochs": 2,
-    "batch_size": 16,
-    "eval_batch_size": 64,
-    "grad_accum": 1,
-    "warmup_ratio": 0.1,
-    "weight_decay": 0.01,
-    "max_grad_norm": 1.0,
-    "max_length": 384,
-    "doc_stride": 128,
-    "max_query_length": 64,
-    "max_answer_length": 30,
-    "n_best": 20,
-    "max_offset": None,  # HW7 random-offset training windows: None = sliding windows
-    "split_chars": None,  # None = True for Chinese competitions, False for English
-    "seed": 42,
-    "patience": 0,  # early stopping after this many epochs without improvement (0 = off)
-    "mixed_precision": "auto",  # auto: bf16 where supported, else fp16 on GPU, no on CPU
-    "compile": "auto",  # torch.compile: auto = on GPU only
-    "max_steps": 0,  # stop after this many optimiser steps (0 = no limit; for smoke tests)
-}
-
-# Per task kind, on top of BASE_DEFAULTS (a recipe's ``task_defaults`` go on top of these).
-TASK_DEFAULTS: dict = {
-    "qa": {},
-    "classification": {"max_length": 128},  # sentences and reviews: GLUE's usual length
-}
-
+# The search space every recipe starts from; a recipe's ``space`` overrides entries.
 BASE_SPACE: dict = {
     "lr": ["log", 1e-5, 1e-4],
     "epochs": ["int", 1, 4],
@@ -81,17 +53,6 @@ class Recipe:
     tokenizer: str = "checkpoint"  # "checkpoint" | "train-wordpiece" (trained on the competition text)
     task_defaults: dict = field(default_factory=dict)  # {"classification": {...}}: defaults for one task kind
 
-    def params(self, overrides: dict | None = None, task: str = "qa") -> dict:
-        """Hyperparameters: base defaults <- the task's <- recipe defaults <- the recipe's for the
-        task <- overrides (unknown keys rejected)."""
-        out = {**BASE_DEFAULTS, **TASK_DEFAULTS.get(task, {}), **self.defaults, **self.task_defaults.get(task, {})}
-        for k, v in (overrides or {}).items():
-            if k not in out:
-                raise HarnessError(f"unknown parameter '{k}' for recipe {self.name}",
-                                   hint=f"known: {', '.join(sorted(out))}")
-            out[k] = v
-        return out
-
     def search_space(self) -> dict:
         return {**BASE_SPACE, **self.space}
 
@@ -107,7 +68,7 @@ def register(recipe: Recipe) -> Recipe:
 def get_recipe(name: str, workspace: str | Path | None = None) -> Recipe:
     _load_workspace_recipes(workspace)
     if name not in _REGISTRY:
-        raise HarnessError(f"unknown recipe '{name}'", hint=f"known recipes: {', '.join(sorted(_REGISTRY))}")
+        raise HarnessError(f"unknown recipe '{name}'", hint=unknown_hint(name, _REGISTRY, "known recipes"))
     return _REGISTRY[name]
 
 
@@ -116,30 +77,44 @@ def all_recipes(workspace: str | Path | None = None) -> list[Recipe]:
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
 
+_FIELDS = ("name", "checkpoint", "lang", "description", "defaults", "space", "model_config", "tokenizer",
+           "task_defaults")
+
+
 def _load_workspace_recipes(workspace) -> None:
     folder = Path(workspace or Path.cwd()) / "recipes"
     for f in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
-        try:
-            raw = tomllib.loads(f.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as e:
-            raise HarnessError(f"{f}: not valid TOML ({e})") from None
-        if "checkpoint" not in raw:
-            raise HarnessError(f"{f}: a recipe needs a checkpoint")
-        register(Recipe(name=raw.pop("name", f.stem), **raw))
+        register(recipe_from_toml(f))
 
 
-def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict:
-    """``["lr=3e-5", "epochs=3", "max_offset=None"]`` -> typed dict (Python literals, else strings)."""
-    out = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise HarnessError(f"--set expects key=value, got '{pair}'")
-        key, raw = pair.split("=", 1)
-        try:
-            out[key.strip()] = ast.literal_eval(raw.strip())
-        except (ValueError, SyntaxError):
-            out[key.strip()] = raw.strip()
-    return out
+def recipe_from_toml(f: Path) -> Recipe:
+    """A workspace recipe file, every field checked (unknown keys, types and ranges: one line naming
+    the file, the key and what is allowed)."""
+    from harness.config import check_params
+    from harness.search.space import check_space
+
+    try:
+        raw = tomllib.loads(f.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise HarnessError(f"{f}: not valid TOML ({e})") from None
+    for key in raw:
+        if key not in _FIELDS:
+            raise HarnessError(f"{f}: unknown recipe key '{key}'", hint=unknown_hint(key, _FIELDS, "recipe keys"))
+    if not isinstance(raw.get("checkpoint"), str) or not raw["checkpoint"].strip():
+        raise HarnessError(f"{f}: a recipe needs a checkpoint (a Hub name, a local folder or \"scratch\")")
+    for key in ("name", "lang", "description", "tokenizer"):
+        if key in raw and not isinstance(raw[key], str):
+            raise HarnessError(f"{f}: {key} must be a string, got {raw[key]!r}")
+    if raw.get("tokenizer", "checkpoint") not in ("checkpoint", "train-wordpiece"):
+        raise HarnessError(f"{f}: tokenizer = {raw['tokenizer']!r}", hint="checkpoint or train-wordpiece")
+    for key in ("defaults", "space", "model_config", "task_defaults"):
+        if key in raw and not isinstance(raw[key], dict):
+            raise HarnessError(f"{f}: [{key}] must be a table, got {raw[key]!r}")
+    check_params(raw.get("defaults", {}), f"{f} [defaults]")
+    for kind, params in raw.get("task_defaults", {}).items():
+        check_params(params, f"{f} [task_defaults.{kind}]")
+    check_space(raw.get("space", {}), f"{f} [space]")
+    return Recipe(name=raw.pop("name", f.stem), **raw)
 
 
 def with_checkpoint(recipe: Recipe, model_path: str | None) -> Recipe:

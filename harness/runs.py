@@ -1,140 +1,333 @@
-"""Versioned logit files: every window's start/end logits plus what maps them back to characters.
+"""Run and trial folders: the one owner of their layout, their completeness, and the logits file format.
 
-One ``.npz`` per (run, split), written atomically. It holds the windows themselves (token ids,
-lengths, per-token character offsets into the example's context, the window -> example map)
-and the example ids, so a file can be decoded, or projected onto characters for an ensemble of
-models with different tokenizers, without the model or tokenizer that produced it.
+A run folder (``runs/NAME/``; a search trial's ``studies/STUDY/trials/NNNN/`` is one too)::
+
+    config.json     the resolved configuration (:class:`~harness.config.RunConfig` groups) + label set, provenance
+    metrics.json    per-epoch loss and dev scores, best epoch, timings
+    train.log       the same, one JSON line per epoch
+    model/          best model + tokenizer (``save_pretrained``); absent for k-fold trials
+    logits/SPLIT.npz  versioned logits files (:func:`write_npz`): dev, test, oof
+    COMPLETE        written last: a manifest of every file and its size
+
+**All or nothing.** A run is built in a hidden folder beside its final place
+(``.NAME.partial-PID``, :class:`RunBuilder`) and renamed into place only after its weights,
+tokenizer, logits and metrics are all written and the manifest is down, so no other command ever
+sees a half-written run: a run killed (or failed, or diverged) mid-way leaves only a hidden
+partial folder, which :func:`sweep_partials` removes on a later start once its process is gone.
+:meth:`Run.problem` says what is wrong with a folder that is not a usable run (no marker, a file of
+the manifest missing or of another size) and every consumer (predict, submit, ensembles, refit,
+the board) asks it first through :func:`find_run`.
+
+Runs are named ``NAME`` (``runs/NAME``), ``STUDY/tN`` (trial N of a study) or by a folder path.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import shutil
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Mapping
 
 import numpy as np
 
-from harness.tasks.qa.windows import Windows
+from harness.common.errors import HarnessError
+from harness.common.io import atomic_write, atomic_write_json, pid_alive, read_json, storage_error
+from harness.common.names import check_name, listing
 
-FORMAT = "harness.qa-logits"
-VERSION = 1
-
-
-@dataclass
-class LogitSet:
-    windows: Windows
-    start_logits: np.ndarray  # float32 [n_windows, L]
-    end_logits: np.ndarray
-    meta: dict
-
-    @property
-    def example_ids(self) -> list[str]:
-        return self.windows.example_ids
+CONFIG = "config.json"
+METRICS = "metrics.json"
+MODEL = "model"
+LOGITS = "logits"
+MARKER = "COMPLETE"
+TRIAL_RECORD = "trial.json"  # a search trial's record (number, value, params), inside its run folder
+PARTIAL = ".partial-"
+TRIAL_DIGITS = 4
 
 
-def atomic_write_bytes(path: Path, write) -> Path:
-    """Call ``write(fileobj)`` on a temp file beside ``path`` and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+# ---------------------------------------------------------------- logits files (the envelope)
+def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray], meta: Mapping, fmt: str, version: int) -> Path:
+    """Write ``arrays`` + ``meta`` (JSON, with ``format``/``version``) as one compressed ``.npz``, atomically."""
+    payload = dict(arrays)
+    payload["meta"] = np.asarray(json.dumps({"format": fmt, "version": version, **meta}, default=str))
+    return atomic_write(Path(path), lambda f: np.savez_compressed(f, **payload))
 
 
-def atomic_write_text(path: Path, text: str) -> Path:
-    return atomic_write_bytes(path, lambda f: f.write(text.encode("utf-8")))
-
-
-def save_logits(path: str | Path, windows: Windows, start_logits, end_logits, meta: dict | None = None) -> Path:
-    meta = {"format": FORMAT, "version": VERSION, **(meta or {})}
-    arrays = {
-        "input_ids": windows.input_ids,
-        "lengths": windows.lengths,
-        "offsets": windows.offsets,
-        "example_index": windows.example_index,
-        "cls_index": windows.cls_index,
-        "start_logits": np.asarray(start_logits, dtype=np.float32),
-        "end_logits": np.asarray(end_logits, dtype=np.float32),
-        "example_ids": np.asarray(windows.example_ids, dtype=str),
-        "meta": np.asarray(json.dumps(meta)),
-    }
-    if windows.token_type_ids is not None:
-        arrays["token_type_ids"] = windows.token_type_ids
-    return atomic_write_bytes(Path(path), lambda f: np.savez_compressed(f, **arrays))
-
-
-def _read_npz(path: str | Path, fmt: str, version: int, what: str) -> tuple[dict, dict]:
-    """Every array of a logits file, and its meta, after checking the file is ``fmt`` up to ``version``."""
-    from harness.common.errors import HarnessError
-
+def read_npz(path: str | Path, fmt: str, version: int, what: str) -> tuple[dict, dict]:
+    """Every array of a logits file and its meta, after checking the file is ``fmt`` up to ``version``."""
     path = Path(path)
     if not path.exists():
         raise HarnessError(f"no logits at {path}", hint="run `harness predict --run RUN --data SPLIT` first")
-    with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(str(z["meta"]))
-        if meta.get("format") != fmt or meta.get("version", 0) > version:
-            raise HarnessError(f"{path}: not a {what} file this harness reads (format {meta.get('format')} "
-                               f"v{meta.get('version')}; it reads {fmt} v{version})")
-        return {k: z[k] for k in z.files if k != "meta"}, meta
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            arrays = {k: z[k] for k in z.files if k != "meta"}
+    except (OSError, ValueError, KeyError, EOFError) as e:
+        raise HarnessError(f"{path}: unreadable logits file ({type(e).__name__}: {str(e)[:100]})",
+                           hint="delete it and predict again (`harness predict`)") from None
+    if meta.get("format") != fmt or meta.get("version", 0) > version:
+        raise HarnessError(f"{path}: not a {what} file this harness reads (format {meta.get('format')} "
+                           f"v{meta.get('version')}; it reads {fmt} v{version})")
+    return arrays, meta
 
 
-def load_logits(path: str | Path) -> LogitSet:
-    z, meta = _read_npz(path, FORMAT, VERSION, "QA logits")
-    windows = Windows(
-        input_ids=z["input_ids"], token_type_ids=z.get("token_type_ids"), lengths=z["lengths"],
-        offsets=z["offsets"], example_index=z["example_index"], cls_index=z["cls_index"],
-        example_ids=[str(x) for x in z["example_ids"]],
-    )
-    return LogitSet(windows, z["start_logits"], z["end_logits"], meta)
-
-
-# ---- classification: one row of class logits per example ---------------------------------------
-
-CLASS_FORMAT = "harness.class-logits"
-CLASS_VERSION = 1
-
-
+# ---------------------------------------------------------------- a run
 @dataclass
-class ClassLogits:
-    """Per-example logits of a sequence classifier: ``logits`` float32 [n, C] (C = 1 for
-    regression, where the single column is the predicted value), rows in ``example_ids`` order,
-    columns in ``labels`` order (``labels`` is None for regression)."""
+class Run:
+    """A run folder (complete or not: ask :meth:`problem`)."""
 
-    example_ids: list[str]
-    logits: np.ndarray
-    labels: list[str] | None
-    meta: dict
+    path: Path
+    ref: str = ""  # how the user names it: NAME, STUDY/tN or the path
 
-    def subset(self, ids) -> ClassLogits:
-        """The rows of ``ids`` in that order (a HarnessError names ids the set lacks)."""
-        pos = {q: i for i, q in enumerate(self.example_ids)}
-        missing = [q for q in ids if q not in pos]
-        if missing:
-            from harness.common.errors import HarnessError
+    def __post_init__(self):
+        self.path = Path(self.path)
+        self.ref = self.ref or self.path.name
 
-            raise HarnessError(f"logits have no row for {len(missing)} example(s), e.g. {missing[:3]}",
-                               hint="predict the split again: the data changed since these logits were saved")
-        return ClassLogits(list(ids), self.logits[[pos[q] for q in ids]], self.labels, self.meta)
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / MODEL
+
+    def logits_path(self, split: str) -> Path:
+        return self.path / LOGITS / f"{split}.npz"
+
+    def has_logits(self, split: str) -> bool:
+        return self.logits_path(split).is_file()
+
+    def config(self) -> dict:
+        cfg = read_json(self.path / CONFIG)
+        if not cfg:
+            raise HarnessError(f"run {self.ref}: {self.path / CONFIG} is missing or unreadable",
+                               hint=f"retrain it, or delete {self.path}")
+        return cfg
+
+    def run_config(self):
+        from harness.config import RunConfig
+
+        return RunConfig.from_dict(self.config())
+
+    def metrics(self) -> dict:
+        return read_json(self.path / METRICS)
+
+    def manifest(self) -> dict:
+        return read_json(self.path / MARKER)
+
+    def problem(self) -> str | None:
+        """None for a complete run, else what is wrong with the folder (one phrase)."""
+        if not self.path.is_dir():
+            return "no such folder"
+        manifest = self.manifest()
+        if not manifest:
+            if (self.path / MARKER).exists():
+                return f"its {MARKER} manifest is unreadable"
+            return ("it was not finished (training was killed, failed or is still running; a run made by a harness "
+                    f"before 0.2 has no {MARKER} manifest either)")
+        for rel, size in (manifest.get("files") or {}).items():
+            f = self.path / rel
+            if not f.is_file():
+                return f"{rel} is missing"
+            if f.stat().st_size != size:
+                return f"{rel} has {f.stat().st_size} bytes, {size} were written"
+        return None
+
+    @property
+    def is_complete(self) -> bool:
+        return self.problem() is None
+
+    def validation_logits(self) -> tuple[str | None, Path | None]:
+        """(kind, path) of the logits to fit ensemble weights on: the run's own dev logits, else its
+        out-of-fold logits, else those of the trial it was refit from (None, None without any)."""
+        for kind in ("dev", "oof"):
+            if self.has_logits(kind):
+                return kind, self.logits_path(kind)
+        source = self.config().get("validation_logits")
+        if source and Path(source).is_file():
+            return "trial-" + Path(source).stem, Path(source)
+        return None, None
+
+    def add_file(self, rel: str) -> None:
+        """Record a file written into a complete run later (``logits/test.npz``) in its manifest."""
+        manifest = self.manifest()
+        if manifest:
+            manifest.setdefault("files", {})[rel] = (self.path / rel).stat().st_size
+            atomic_write_json(self.path / MARKER, manifest)
+
+    def drop_model(self) -> None:
+        """Delete the saved model (a search keeps only its best trials' models); the run stays complete
+        for its logits, and says it has no model when asked to predict."""
+        if not self.model_dir.exists():
+            return
+        manifest = self.manifest()
+        shutil.rmtree(self.model_dir, ignore_errors=True)
+        if manifest:
+            manifest["files"] = {k: v for k, v in manifest.get("files", {}).items() if not k.startswith(MODEL + "/")}
+            manifest["model_dropped"] = True
+            atomic_write_json(self.path / MARKER, manifest)
+
+    def save_logits(self, split: str, task, logits, meta: Mapping | None = None) -> Path:
+        """Write ``logits/SPLIT.npz`` (the task's format) and record it."""
+        path = task.save_logits(self.logits_path(split), logits, {"split": split, "run": self.ref, **(meta or {})})
+        self.add_file(f"{LOGITS}/{split}.npz")
+        return path
 
 
-def save_class_logits(path: str | Path, logits: ClassLogits, meta: dict | None = None) -> Path:
-    meta = {"format": CLASS_FORMAT, "version": CLASS_VERSION, **logits.meta, **(meta or {}),
-            "labels": logits.labels}
-    arrays = {"logits": np.asarray(logits.logits, dtype=np.float32),
-              "example_ids": np.asarray(logits.example_ids, dtype=str), "meta": np.asarray(json.dumps(meta))}
-    return atomic_write_bytes(Path(path), lambda f: np.savez_compressed(f, **arrays))
+def _files(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name not in (MARKER, ".owner")}
 
 
-def load_class_logits(path: str | Path) -> ClassLogits:
-    z, meta = _read_npz(path, CLASS_FORMAT, CLASS_VERSION, "classification logits")
-    return ClassLogits([str(x) for x in z["example_ids"]], z["logits"], meta.get("labels"), meta)
+class RunBuilder:
+    """Build a run in a hidden folder beside ``final``; :meth:`commit` makes it visible.
+
+    Use as a context manager: on an exception the partial folder is removed (a failed, pruned or
+    diverged run leaves nothing behind); :meth:`commit` checks the required parts, writes the
+    manifest last and renames the folder into place (replacing an earlier folder of the same
+    name, e.g. a trial retried after a crash).
+    """
+
+    def __init__(self, final: str | Path, ref: str = ""):
+        self.final = Path(final)
+        self.ref = ref or self.final.name
+        self.path = self.final.parent / f".{self.final.name}{PARTIAL}{os.getpid()}"
+        self.committed: Run | None = None
+
+    def __enter__(self) -> RunBuilder:
+        try:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path.mkdir(parents=True)
+            atomic_write_json(self.path / ".owner", {"host": socket.gethostname(), "pid": os.getpid(),
+                                                     "started": time.time()})
+        except OSError as e:
+            raise storage_error(e, self.path, "create") from None
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if self.committed is None:
+            shutil.rmtree(self.path, ignore_errors=True)
+        return False
+
+    def commit(self, require: Iterable[str] = (CONFIG, METRICS)) -> Run:
+        """Check every ``require`` d part exists (files, or folders that are not empty), write the
+        manifest and rename the run into place."""
+        for rel in require:
+            p = self.path / rel
+            if not (p.is_file() and p.stat().st_size > 0) and not (p.is_dir() and any(p.iterdir())):
+                raise HarnessError(f"run {self.ref}: {rel} was not written", hint="the run is not saved; rerun it")
+        atomic_write_json(self.path / MARKER, {"files": _files(self.path), "completed": time.time()})
+        (self.path / ".owner").unlink(missing_ok=True)
+        try:
+            if self.final.exists():
+                trash = self.final.with_name(f".{self.final.name}.replaced-{os.getpid()}")
+                os.replace(self.final, trash)
+                os.replace(self.path, self.final)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                os.replace(self.path, self.final)
+        except OSError as e:
+            raise storage_error(e, self.final, "save the run as") from None
+        self.committed = Run(self.final, self.ref)
+        return self.committed
+
+
+def sweep_partials(folder: str | Path) -> list[Path]:
+    """Remove the partial folders under ``folder`` whose building process (on this host) is gone."""
+    folder = Path(folder)
+    gone = []
+    if not folder.is_dir():
+        return gone
+    for p in folder.glob(f".*{PARTIAL}*"):
+        owner = read_json(p / ".owner")
+        pid = owner.get("pid") or int(p.name.rsplit(PARTIAL, 1)[-1] or -1)
+        if owner.get("host", socket.gethostname()) != socket.gethostname():
+            continue
+        if not pid_alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+            gone.append(p)
+    for p in folder.glob(".*.replaced-*"):
+        shutil.rmtree(p, ignore_errors=True)
+    return gone
+
+
+# ---------------------------------------------------------------- names and lookup
+def trial_dir(study_dir: str | Path, number: int) -> Path:
+    """The folder of trial ``number`` of a study (``trials/0007``)."""
+    return Path(study_dir) / "trials" / f"{int(number):0{TRIAL_DIGITS}d}"
+
+
+def trial_ref(study: str, number: int) -> str:
+    """How a trial is named as an ensemble member and on the board: ``STUDY/t7``."""
+    return f"{study}/t{int(number)}"
+
+
+def new_run_path(runs_dir: Path, name: str | None, prefix: str) -> Path:
+    """Where a new run goes: ``runs/NAME`` (refused when a run or a live build of it exists) or
+    ``runs/PREFIX-TIMESTAMP``."""
+    if name:
+        check_name(name)
+        path = runs_dir / name
+        if path.exists():
+            run = Run(path)
+            what = "exists" if run.is_complete else f"exists but is not usable ({run.problem()})"
+            raise HarnessError(f"run '{name}' {what} at {path}", hint="pick another --name or delete that folder")
+        live = [p for p in runs_dir.glob(f".{name}{PARTIAL}*")
+                if pid_alive(int(read_json(p / ".owner").get("pid") or -1))]
+        if live:
+            raise HarnessError(f"run '{name}' is being trained right now by another process ({live[0].name})",
+                               hint="pick another --name")
+        return path
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = runs_dir / f"{prefix}-{stamp}"
+    k = 1
+    while path.exists() or any(runs_dir.glob(f".{path.name}{PARTIAL}*")):
+        k += 1
+        path = runs_dir / f"{prefix}-{stamp}-{k}"
+    return path
+
+
+def _trial_from_ref(ws, ref: str) -> Path | None:
+    study, _, number = ref.partition("/")
+    number = number[1:] if number[:1] in ("t", "T") else number
+    if study and number.isdigit() and (ws.studies / study).is_dir():
+        return trial_dir(ws.studies / study, int(number))
+    return None
+
+
+def find_run(ws, ref: str, require_complete: bool = True) -> Run:
+    """The run named ``ref`` (NAME under runs/, STUDY/tN, or a folder path); a complete one unless
+    ``require_complete`` is False. The error says what is wrong and how to redo it."""
+    ref = str(ref).strip()
+    candidates = [ws.runs / ref] if ref and "/" not in ref and os.sep not in ref else []
+    trial = _trial_from_ref(ws, ref)
+    if trial is not None:
+        candidates.append(trial)
+    candidates += [Path(ref).expanduser(), ws.root / ref]
+    for path in candidates:
+        if path.is_dir() and ((path / CONFIG).exists() or (path / MARKER).exists() or trial == path):
+            shown = trial_ref(ref.partition("/")[0], int(path.name)) if trial == path else ref
+            run = Run(path.resolve(), shown)
+            why = run.problem()
+            if why and require_complete:
+                redo = ("rerun `harness search` (the trial is redone)" if trial == path or "trials" in path.parts
+                        else f"train it again (`harness train ... --name {path.name}`) after deleting {path}")
+                raise HarnessError(f"run {shown} is not usable: {why}", hint=redo)
+            return run
+    if trial is not None:
+        raise HarnessError(f"study {ref.partition('/')[0]} has no finished trial {ref.partition('/')[2]}",
+                           hint=f"see `harness trials --study {ref.partition('/')[0]}`")
+    known = [r.name for r in list_runs(ws)]
+    raise HarnessError(f"no run named '{ref}'",
+                       hint=f"known runs: {listing(known, 10, last=True)}" if known else "train one with `harness train`")
+
+
+def list_runs(ws) -> list[Run]:
+    """The complete runs under ``runs/``, oldest first."""
+    if not ws.runs.is_dir():
+        return []
+    runs = [Run(p) for p in ws.runs.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return sorted((r for r in runs if r.is_complete), key=lambda r: r.path.stat().st_mtime)

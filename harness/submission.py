@@ -1,21 +1,25 @@
-"""Submission CSV files: write them safely, read them back strictly.
+"""Submission CSV files: write them safely, read them back strictly; the report of scoring one.
 
 A submission is a two-column CSV (default header ``ID,Answer``), UTF-8 without BOM, quoted per
 RFC 4180 by the ``csv`` module so answers may hold commas, quotes and newlines. Reading never
-goes through pandas: an answer "NA", "null" or "" stays exactly that string.
+goes through pandas: an answer "NA", "null" or "" stays exactly that string. Scoring a file is the
+task's (``task.score_file``: EM/F1, accuracy/MCC/...); what every score shares -- the figures and
+what did not line up between the two sides -- is a :class:`ScoreReport`.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import os
-import secrets
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.common.errors import HarnessError
+from harness.common.io import atomic_write
+from harness.scores import metric_label
 
 COMMAS = (",", "\uff0c")  # ASCII and full-width commas, removed by strip_commas=True
 
@@ -23,16 +27,6 @@ COMMAS = (",", "\uff0c")  # ASCII and full-width commas, removed by strip_commas
 def _preview(ids: Sequence[str], k: int = 5) -> str:
     shown = ", ".join(repr(i) for i in list(ids)[:k])
     return shown + (f" ... and {len(ids) - k} more" if len(ids) > k else "")
-
-
-def _create_temp(folder: Path, name: str) -> tuple[int, Path]:
-    """A new, exclusive temp file next to the target; mode 0666 minus the umask, like open()."""
-    while True:
-        tmp = folder / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
-        except FileExistsError:
-            continue
 
 
 def write_submission(
@@ -63,26 +57,16 @@ def write_submission(
             f"{len(unknown)} answer(s) for ids not in the submission id list: {_preview(unknown)}",
             hint="predict on the same file the ids come from (e.g. the test file)")
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_temp(path.parent, path.name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f)  # RFC 4180: CRLF rows, quotes only where needed
-            writer.writerow([id_column, answer_column])
-            for qid in ids:
-                answer = answers.get(qid, "")
-                if strip_commas:
-                    for comma in COMMAS:
-                        answer = answer.replace(comma, "")
-                writer.writerow([qid, answer])
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)  # RFC 4180: CRLF rows, quotes only where needed
+    writer.writerow([id_column, answer_column])
+    for qid in ids:
+        answer = answers.get(qid, "")
+        if strip_commas:
+            for comma in COMMAS:
+                answer = answer.replace(comma, "")
+        writer.writerow([qid, answer])
+    return atomic_write(Path(path), lambda f: f.write(buffer.getvalue().encode("utf-8")))
 
 
 @dataclass(frozen=True)
@@ -159,3 +143,48 @@ def _take_row(row: list[str], line: int, id_i: int, ans_i: int,
                                 f"line {line}: id {qid!r} repeated, the first answer is kept"))
         return
     answers[qid] = row[ans_i] if ans_i < len(row) else ""
+
+
+SHOW_IDS = 10  # ids listed per category by ScoreReport.format()
+
+
+@dataclass
+class ScoreReport:
+    """A task's scores of a prediction file (0-100) plus what did not line up between the two sides."""
+
+    scores: dict[str, float]
+    n_gold: int
+    n_scored: int  # gold examples that had a prediction
+    unit: str = "examples"
+    missing_ids: list[str] = field(default_factory=list)  # gold ids without a prediction
+    extra_ids: list[str] = field(default_factory=list)  # predicted ids not in gold
+    duplicate_ids: list[str] = field(default_factory=list)  # ids repeated in the submission
+    problems: list[str] = field(default_factory=list)  # other submission problems, one line each
+    per_id: dict = field(default_factory=dict, repr=False)
+
+    def __getattr__(self, name):  # report.em, report.accuracy, ...
+        scores = self.__dict__.get("scores") or {}
+        if name in scores:
+            return scores[name]
+        raise AttributeError(name)
+
+    def format(self) -> str:
+        """The lines the CLI prints, joined with newlines."""
+        lines = [f"{metric_label(k):<3} {v:.2f}" for k, v in self.scores.items()]
+        lines.append(f"{self.unit}: {self.n_gold} gold, {self.n_scored} with a prediction")
+        for label, ids in (("missing predictions", self.missing_ids),
+                           ("ids not in gold (ignored)", self.extra_ids),
+                           ("duplicate ids (first answer kept)", self.duplicate_ids)):
+            if ids:
+                lines.append(f"{label}: {len(ids)}: {_first(ids)}")
+        if self.problems:
+            lines.append(f"other problems: {len(self.problems)}")
+            lines.extend(f"  {p}" for p in self.problems[:SHOW_IDS])
+            if len(self.problems) > SHOW_IDS:
+                lines.append(f"  ... and {len(self.problems) - SHOW_IDS} more")
+        return "\n".join(lines)
+
+
+def _first(ids: Sequence[str]) -> str:
+    shown = ", ".join(ids[:SHOW_IDS])
+    return shown + (f" ... and {len(ids) - SHOW_IDS} more" if len(ids) > SHOW_IDS else "")

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import shared_file
 
 ROOT = Path(__file__).resolve().parents[1]

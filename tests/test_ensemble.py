@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from harness.runs import LogitSet
-from harness.tasks.qa.example import Example
-from harness.tasks.qa.ensemble import (
-    FLOOR, Ensemble, char_scores, chars_per_token, combine, decode_chars, ensemble_answers,
-    ensemble_predictions, fit_weights,
-)
-from harness.tasks.qa.decode import decode_windows
-from harness.tasks.qa.windows import Windows, make_windows
-
 from conftest import shared_file
+
+from harness.tasks.qa.decode import decode_windows
+from harness.tasks.qa.ensemble import (
+    FLOOR,
+    Ensemble,
+    char_scores,
+    chars_per_token,
+    combine,
+    decode_chars,
+    ensemble_answers,
+    ensemble_predictions,
+    fit_weights,
+)
+from harness.tasks.qa.example import Example
+from harness.tasks.qa.logits import LogitSet
+from harness.tasks.qa.windows import Windows, make_windows
 
 N_EXAMPLES = 40
 

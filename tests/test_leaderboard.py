@@ -9,9 +9,20 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from harness.board.stats import Bootstrap, is_public
+from harness.board.store import Leaderboard
 from harness.cli import main
+from harness.pipeline import record_entry
+from harness.scores import QA
+from harness.tasks.base import get_task
 from harness.tasks.qa.example import Example
-from harness.board.store import Bootstrap, Leaderboard, is_public, record_submission
+
+
+def record_submission(ws, name, members, dev_predictions=None, dev_gold=None, test_predictions=None, test_gold=None,
+                      extra=None, created=None):
+    """What `harness submit` records: the QA task's per-question EM/F1, handed to the board."""
+    return record_entry(ws, get_task("qa"), name, members, dev_predictions, dev_gold, test_predictions, test_gold,
+                        {}, "em", extra=extra, created=created)
 from harness.common.workspace import Workspace
 
 IDS = [f"q{i:03d}" for i in range(40)]
@@ -256,7 +267,7 @@ def test_a_board_of_the_previous_schema_opens_and_keeps_working(tmp_path):
     assert old["public_em"] == (100.0 * (ids[0] in public) / len(public) if public else None)  # recomputed
     events = board.events()
     assert list(events["dev_em"]) == [25.0, 50.0] and list(events["public_em"]) == [1.0, 1.0]
-    assert board.scheme.kind == "qa" and board.metrics == ("em", "f1")
+    assert board.scheme == QA and board.metrics == ("em", "f1")
     assert list(board.compare("older", "old")["id"]) == ["q001"]
     board.add_entry("new", dev_per_id=vec([1, 1, 1, 0], ids=ids))
     assert list(board.entries()["name"]) == ["new", "older", "old"] and len(board.events()) == 3

@@ -6,11 +6,26 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from harness.board.stats import is_public
+from harness.board.store import Leaderboard
 from harness.cli import main
-from harness.tasks.clf.metrics import clf_scores
 from harness.common.errors import HarnessError
-from harness.board.store import Leaderboard, Scheme, is_public, record_classification
 from harness.common.workspace import Workspace
+from harness.pipeline import record_entry
+from harness.scores import ConfusionScheme
+from harness.tasks.base import get_task
+from harness.tasks.clf.example import TextExample
+from harness.tasks.clf.metrics import clf_scores
+
+
+def record_classification(ws, name, members, labels, metric, dev_predictions=None, dev_gold=None,
+                          test_predictions=None, test_gold=None, created=None):
+    """What `harness submit` records: the task's per-example statistics, handed to the board."""
+    def examples(gold):
+        return [TextExample(id=q, text=q, label=v) for q, v in gold.items()] if gold else None
+
+    return record_entry(ws, get_task("classification"), name, members, dev_predictions, examples(dev_gold),
+                        test_predictions, examples(test_gold), {"labels": labels}, metric, created=created)
 
 LABELS = ["neg", "pos"]
 IDS = [f"e{i}" for i in range(6)]
@@ -35,7 +50,7 @@ def add_ab(ws, metric="mcc"):
 
 def test_hand_computed_metrics_and_the_two_rankings(ws):
     board = add_ab(ws)
-    assert board.scheme == Scheme("classification", 2, ("neg", "pos")) and board.metrics == ("mcc", "accuracy")
+    assert board.scheme == ConfusionScheme(2, ("neg", "pos")) and board.metrics == ("mcc", "accuracy")
     by_mcc = board.entries()
     assert list(by_mcc["name"]) == ["B", "A"]
     a = by_mcc.set_index("name").loc["A"]
@@ -131,7 +146,7 @@ def test_regression_board(ws):
     record_classification(ws, "swapped", [], None, "pearson", dict(zip(gold, [2.0, 1.0, 4.0, 3.0, 5.0])), gold,
                           created=2)
     board = Leaderboard.for_workspace(ws)
-    assert board.scheme.kind == "regression" and board.metrics == ("pearson", "spearman")
+    assert board.scheme.describe() == "regression" and board.metrics == ("pearson", "spearman")
     df = board.entries()
     assert list(df["name"]) == ["perfect", "swapped"]
     assert df.loc[1, "pearson"] == pytest.approx(80.0) and df.loc[1, "spearman"] == pytest.approx(80.0)

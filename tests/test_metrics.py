@@ -12,13 +12,18 @@ import sys
 from collections import Counter
 
 import pytest
-
-from harness.tasks.qa.metrics import (
-    METRIC_DIR, detect_lang, exact_match, f1_score, mixed_segmentation, normalize_answer,
-    qa_scores, tokenize,
-)
 from conftest import shared_file
 
+from harness.tasks.qa.metrics import (
+    METRIC_DIR,
+    detect_lang,
+    exact_match,
+    f1_score,
+    mixed_segmentation,
+    normalize_answer,
+    qa_scores,
+    tokenize,
+)
 
 # ------------------------------------------------------------------ English (SQuAD v1.1) rules
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import shared_file
 
-from harness.tasks.qa.readers import read_squad
 from harness.tasks.qa.decode import decode_windows
 from harness.tasks.qa.metrics import qa_scores
+from harness.tasks.qa.readers import read_squad
 from harness.tasks.qa.windows import make_windows
-
-from conftest import shared_file
 
 pytestmark = pytest.mark.shared
 

@@ -22,13 +22,13 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import main
-from harness.tasks.qa.example import Example
 from harness.common.errors import HarnessError
-from harness.tasks.qa.tune import decoding_grid, tune_decoding
-from harness.search.run import group_keys, grouped_folds
-from harness.search.space import check_space, parse_spec, PRUNERS, SAMPLERS
-from harness.search.storage import load_study, resolve_storage, worker_alive, worker_identity
 from harness.common.workspace import Workspace
+from harness.folds import group_keys, grouped_folds
+from harness.search.space import PRUNERS, SAMPLERS, check_space, parse_spec
+from harness.search.storage import load_study, resolve_storage, worker_alive, worker_identity
+from harness.tasks.qa.example import Example
+from harness.tasks.qa.tune import decoding_grid, tune_decoding
 
 FAST = ["--set", "epochs=1", "--set", "max_steps=6", "--set", "batch_size=16", "--metric", "f1", "--quiet"]
 
@@ -164,8 +164,9 @@ def dev_study(ws):
 @pytest.mark.slow
 def test_dev_search_best_is_at_least_the_defaults(ws, dev_study):
     from harness.competition import load_competition
+    from harness.config import resolve
     from harness.recipes import get_recipe
-    from harness.train.loop import train_qa
+    from harness.train.loop import fit
 
     study = load_study(Workspace(ws), "tiny-dev")
     done = [t for t in study.get_trials(deepcopy=False) if t.state.name in ("COMPLETE", "PRUNED")]
@@ -174,14 +175,16 @@ def test_dev_search_best_is_at_least_the_defaults(ws, dev_study):
     t0 = study.trials[0]
     # trial 0 is the recipe defaults (enqueued when the study was created) ...
     recipe = get_recipe("tiny")
-    params = recipe.params({"epochs": 1, "max_steps": 6, "batch_size": 16})
+    comp = load_competition(ws)
+    cfg = resolve(recipe, comp.kind, lang=comp.lang, metric="f1",
+                  overrides={"epochs": 1, "max_steps": 6, "batch_size": 16})
+    params = cfg.flat()
     assert t0.user_attrs.get("defaults") is True
     assert t0.params == {k: params[k] for k in t0.params}
     assert set(t0.params) == {"lr", "warmup_ratio", "weight_decay", "doc_stride"}  # decoding + --set not sampled
     # ... so the best trial is at least what the defaults score on the same data
-    comp = load_competition(ws)
-    ref = train_qa(recipe, {**params, "metric": "f1"}, comp.examples("train"), ws / "runs" / "defaults",
-                   comp.examples("dev"), lang="zh", progress=False)
+    ref = fit(comp.kind, recipe, cfg, comp.examples("train"), ws / "runs" / "defaults",
+              dev_examples=comp.examples("dev"), progress=False, echo=None)
     assert study.best_value >= ref.best["f1"] - 1e-9
     assert t0.value == pytest.approx(ref.best["f1"])  # the objective is the best epoch's score
     # trial folders: run-like (config.json), dev logits, models only for the top --keep 3
@@ -217,8 +220,8 @@ def test_resume_refuses_a_changed_configuration(ws, dev_study):
 
 @pytest.mark.slow
 def test_tune_decoding_on_saved_logits(ws, dev_study):
-    from harness.runs import load_logits
     from harness.competition import load_competition
+    from harness.tasks.qa.logits import load_logits
 
     study = load_study(Workspace(ws), "tiny-dev")
     best = study.best_trial
@@ -247,11 +250,18 @@ def test_trials_and_refit_cli(ws, dev_study):
     r = invoke(ws, "refit", "--trial", "best", "--study", "tiny-dev", "--quiet")
     assert r.exit_code == 0, r.output
     run = ws / "runs" / f"tiny-dev-t{b}-s42"
-    for f in ("config.json", "metrics.json", "logits/oof.npz", "logits/test.npz", "model"):
+    for f in ("config.json", "metrics.json", "logits/test.npz", "model", "COMPLETE"):
         assert (run / f).exists(), f
+    assert not (run / "logits" / "dev.npz").exists()  # trained on train + dev: nothing held out
     config = json.loads((run / "config.json").read_text())
     assert config["study"] == "tiny-dev" and config["trial"] == b and config["refit"] is True
-    assert config["params"]["lr"] == pytest.approx(study.best_trial.params["lr"])
+    assert config["training"]["lr"] == pytest.approx(study.best_trial.params["lr"])
+    assert config["training"]["epochs"] == study.best_trial.user_attrs["best_epoch"]
+    assert config["validation_logits"].endswith(f"trials/{b:04d}/logits/dev.npz")
+    from harness.competition import load_competition
+
+    comp = load_competition(ws)
+    assert config["n_train"] == len(comp.examples("train")) + len(comp.examples("dev"))
     r = invoke(ws, "refit", "--trial", "best", "--study", "tiny-dev", "--quiet")  # idempotent
     assert r.exit_code == 0 and "exists: skipped" in r.output
     r = invoke(ws, "refit", "--trial", "99", "--study", "tiny-dev")
@@ -264,9 +274,9 @@ def test_trials_and_refit_cli(ws, dev_study):
 
 @pytest.mark.slow
 def test_kfold_search_oof_covers_every_example_once(ws):
-    from harness.runs import load_logits
     from harness.competition import load_competition
     from harness.search.data import load_data
+    from harness.tasks.qa.logits import load_logits
 
     t0 = time.time()
     r = invoke(ws, "search", "-r", "tiny", "--study", "kf", "--folds", "3", "--pool-dev", "--trials", "1", *FAST)
@@ -328,7 +338,7 @@ def test_sigkill_then_resume_loses_nothing(ws):
                             stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 180
     try:
-        while not ((trials_dir / "0000").exists() and (trials_dir / ".0001.partial").exists()):
+        while not ((trials_dir / "0000").exists() and any(trials_dir.glob(".0001.partial-*"))):
             assert proc.poll() is None, proc.stdout.read()
             assert time.time() < deadline, "the first trial did not finish in time"
             time.sleep(0.1)

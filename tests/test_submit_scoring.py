@@ -7,12 +7,12 @@ import os
 import stat
 
 import pytest
-
 from conftest import shared_file
-from harness.tasks.qa.example import Example
-from harness.common.errors import HarnessError
 from harness.scoring import ScoreReport, score_file, score_predictions
+
+from harness.common.errors import HarnessError
 from harness.submission import read_submission, write_submission
+from harness.tasks.qa.example import Example
 
 TRICKY = {
     "1": "台北市",
@@ -75,8 +75,8 @@ def test_atomic_write_leaves_no_temp_file_and_replaces(tmp_path, monkeypatch):
     def failing_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr("harness.submission.os.replace", failing_replace)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr("harness.common.io.os.replace", failing_replace)
+    with pytest.raises(HarnessError, match="disk full"):
         write_submission(target, {"a": "new"}, ["a"])
     assert [p.name for p in tmp_path.iterdir()] == ["s.csv"]
     assert read_submission(target)[0] == {"a": "A"}

@@ -5,29 +5,36 @@ import json
 import numpy as np
 import pytest
 
-from harness.runs import load_logits
+from harness.config import resolve
 from harness.recipes import get_recipe
+from harness.tasks.base import get_task
+from harness.tasks.qa.logits import load_logits
+from harness.train.loop import fit
 from tests.conftest import shared_file
+
+QA = get_task("qa")
 
 
 def _tiny_params(**kw):
-    return get_recipe("tiny").params({"epochs": 1, "max_length": 96, "doc_stride": 32, "batch_size": 16, **kw})
+    return resolve(get_recipe("tiny"), QA, lang="zh", metric="em",
+                   overrides={"epochs": 1, "max_length": 96, "doc_stride": 32, "batch_size": 16, **kw})
 
 
 def test_same_seed_gives_identical_logits_on_cpu(tmp_path, demo_files):
     from harness.tasks.qa.readers import read_examples
-    from harness.train.loop import train_qa
 
     train = read_examples(demo_files / "train.json")[:120]
     dev = read_examples(demo_files / "dev.json")[:40]
-    params = _tiny_params(max_steps=6)
-    runs = [train_qa(get_recipe("tiny"), params, train, tmp_path / f"r{i}", dev, progress=False) for i in range(2)]
+    cfg = _tiny_params(max_steps=6)
+    runs = [fit(QA, get_recipe("tiny"), cfg, train, tmp_path / f"r{i}", dev_examples=dev, progress=False, echo=None)
+            for i in range(2)]
     a, b = (load_logits(r.run_dir / "logits" / "dev.npz") for r in runs)
     assert a.start_logits.shape == b.start_logits.shape
     assert np.array_equal(a.start_logits, b.start_logits) and np.array_equal(a.end_logits, b.end_logits)
     assert runs[0].loss_curve == runs[1].loss_curve and len(runs[0].loss_curve) == 6
     # another seed trains another model
-    c = train_qa(get_recipe("tiny"), _tiny_params(max_steps=6, seed=7), train, tmp_path / "r2", dev, progress=False)
+    c = fit(QA, get_recipe("tiny"), _tiny_params(max_steps=6, seed=7), train, tmp_path / "r2", dev_examples=dev,
+            progress=False, echo=None)
     assert not np.array_equal(load_logits(c.run_dir / "logits" / "dev.npz").start_logits, a.start_logits)
 
 
@@ -39,19 +46,19 @@ def test_minilm_loads_pretrained_weights_and_loss_falls(tmp_path):
 
     from harness.tasks.qa.readers import read_examples
     from harness.train.models import build_model, load_tokenizer, resolve_checkpoint
-    from harness.train.loop import train_qa
 
     recipe = get_recipe("minilm")
-    params = recipe.params({"max_length": 192, "doc_stride": 64, "batch_size": 16, "epochs": 1, "max_steps": 12,
-                            "lr": 1e-4, "warmup_ratio": 0.0})
-    tok = load_tokenizer(recipe, params)
-    model = build_model(recipe, params, tok)
+    cfg = resolve(recipe, QA, lang="en", metric="em", overrides={
+        "max_length": 192, "doc_stride": 64, "batch_size": 16, "epochs": 1, "max_steps": 12, "lr": 1e-4,
+        "warmup_ratio": 0.0})
+    tok = load_tokenizer(recipe, cfg)
+    model = build_model(recipe, cfg, tok, QA, {})
     saved = safetensors.torch.load_file(f"{resolve_checkpoint(recipe)}/model.safetensors")
     key = next(k for k in saved if k.endswith("word_embeddings.weight"))
     assert np.allclose(model.bert.embeddings.word_embeddings.weight.detach().numpy(), saved[key].numpy())
 
     squad = read_examples(shared_file("squad/squad_v1.1_dev_even_articles.json"))[:192]
-    result = train_qa(recipe, params, squad, tmp_path / "minilm", None, lang="en", progress=False)
+    result = fit(QA, recipe, cfg, squad, tmp_path / "minilm", progress=False, echo=None)
     curve = result.loss_curve
     assert len(curve) == 12
     assert np.mean(curve[-3:]) < np.mean(curve[:3]) - 0.5, curve

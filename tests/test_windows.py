@@ -68,11 +68,12 @@ def test_hw7_variant_one_window_per_answer_with_random_offset(zh_tokenizer, drcd
 
 
 def test_unanswerable_and_unlabelled_examples_get_cls_labels():
+    import tempfile
+
     from tokenizers import BertWordPieceTokenizer
     from transformers import BertTokenizerFast
 
     from harness.tasks.qa.windows import make_windows
-    import tempfile
 
     texts = ["小明住在臺北。他喜歡貓。", "小華住在高雄。"]
     with tempfile.TemporaryDirectory() as d:

@@ -19,8 +19,8 @@ from datetime import datetime
 
 import pandas as pd
 
-from harness.board.stats import METRICS, TopTwo
-from harness.scoring import metric_label
+from harness.board.stats import TopTwo
+from harness.scores import QA, metric_label
 
 
 # --------------------------------------------------------------------------- the table
@@ -52,7 +52,7 @@ def _num(x, digits: int = 2) -> str:
 
 def _df_metrics(df: pd.DataFrame) -> list[str]:
     """The board metrics of an :meth:`Leaderboard.entries` frame, primary first (from its ``<m>_lo`` columns)."""
-    return [c[:-3] for c in df.columns if c.endswith("_lo") and c != "ci_lo"] or list(METRICS)
+    return [c[:-3] for c in df.columns if c.endswith("_lo") and c != "ci_lo"] or list(QA.names)
 
 
 def display_table(df: pd.DataFrame, by: str | None = None, split: str = "dev", width: int | None = 28) -> pd.DataFrame:
@@ -84,8 +84,8 @@ def display_table(df: pd.DataFrame, by: str | None = None, split: str = "dev", w
 
 
 def _markdown_table(table: pd.DataFrame) -> list[str]:
-    def cell(x) -> str:
-        return str(x).replace("|", "\\|").replace("\n", " ")
+    def cell(x) -> str:  # names are the user's: no raw HTML or table breaks reach the page
+        return html.escape(str(x), quote=False).replace("|", "\\|").replace("\n", " ")
 
     right = {c for c in table.columns if c not in ("name", "members", "change", "created")}
     lines = ["| " + " | ".join(table.columns) + " |",

@@ -1,19 +1,12 @@
-"""The statistics of the local leaderboard: schemes, per-example statistics, bootstrap intervals,
-the public/private split. No SQLite here (the board itself is :mod:`harness.board.store`).
+"""The statistics of the local leaderboard: per-example statistics, bootstrap intervals, the
+public/private split. No SQLite here (the store is :mod:`harness.board.store`).
 
 A board ranks entries by *the task's metric*. What an entry stores, and what the bootstrap
 resamples, are per-example **sufficient statistics**: a float matrix ``stats[n, S]`` (one row per
 question / example) whose column sums over any weighted subset, with the subset's size, give
-every metric of the task. The board's **scheme** (:class:`Scheme`) says what the columns mean:
-
-* ``{"task": "qa"}`` -- S = 2: (EM, F1) of each question in 0..1; metrics ``em`` and ``f1`` are
-  100 x the column means (the numbers ``qa_scores`` reports).
-* ``{"task": "classification", "n_labels": C, "labels": [...]}`` -- S = C*C, the one-hot confusion
-  cell ``gold * C + pred`` (:func:`harness.tasks.clf.metrics.example_stats`); metrics accuracy,
-  macro_f1, mcc (and f1 when C == 2) from :func:`harness.tasks.clf.metrics.stats_metrics`.
-* ``{"task": "classification", "n_labels": None}`` -- regression: S = 10 centred moments of the
-  values and their ranks; metrics pearson, spearman and combined (their mean).
-
+every metric of the task. What the columns mean is the board's **scheme**
+(:mod:`harness.scores`: per-example means for QA's EM/F1, confusion cells for classification,
+moments for regression), handed over by whoever records an entry: the board never imports a task.
 Every metric is on the 0-100 scale (MCC and correlations: -100..100).
 
 Statistics (all recomputed from the stored statistics):
@@ -34,17 +27,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
 from harness.common.errors import HarnessError
-from harness.scoring import metric_label
+from harness.scores import QA, Scheme, metric_label
 
-METRICS = ("em", "f1")  # the metrics of a QA board
 RESAMPLES = 1000
 SEED = 20240607
 PUBLIC_SALT = "harness-public-v1"
@@ -55,115 +45,6 @@ def is_public(qid: str, salt: str = PUBLIC_SALT) -> bool:
     """Whether dev id ``qid`` belongs to the simulated public board (a fixed 50/50 hash split)."""
     digest = hashlib.sha256(f"{salt}\0{qid}".encode()).digest()
     return digest[0] < 128
-
-
-# --------------------------------------------------------------------------- schemes
-@dataclass(frozen=True)
-class Scheme:
-    """What the per-example statistics of a board mean, and the metrics they give.
-
-    ``task`` "qa", or "classification" with ``n_labels`` classes (``labels`` their names in index
-    order) or ``n_labels`` None for regression. Build one with :meth:`of`.
-    """
-
-    task: str = "qa"
-    n_labels: int | None = None
-    labels: tuple[str, ...] | None = None
-
-    @classmethod
-    def of(cls, value) -> Scheme:
-        """A Scheme from None (QA), a Scheme, or its dict form ``{"task": ..., "n_labels": ..., "labels": ...}``."""
-        if value is None or isinstance(value, Scheme):
-            return value or QA
-        if not isinstance(value, Mapping) or value.get("task") not in ("qa", "classification"):
-            raise HarnessError(f"unknown leaderboard scheme {value!r}",
-                               hint='{"task": "qa"} or {"task": "classification", "n_labels": C or None, '
-                                    '"labels": [...]}')
-        if value["task"] == "qa":
-            return QA
-        n, labels = value.get("n_labels"), value.get("labels")
-        if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2):
-            raise HarnessError(f"a classification board needs n_labels >= 2 (None: regression), got {n!r}")
-        if labels is not None:
-            labels = tuple(str(x) for x in labels)
-            if n is None or len(labels) != n or len(set(labels)) != n:
-                raise HarnessError(f"labels {list(labels)} do not name the {n} classes (distinct, in index order)")
-        return cls("classification", None if n is None else int(n), labels)
-
-    def as_dict(self) -> dict:
-        if self.task == "qa":
-            return {"task": "qa"}
-        out = {"task": "classification", "n_labels": self.n_labels}
-        if self.labels is not None:
-            out["labels"] = list(self.labels)
-        return out
-
-    @property
-    def kind(self) -> str:
-        """"qa", "classification" or "regression"."""
-        return "regression" if self.task == "classification" and self.n_labels is None else self.task
-
-    @property
-    def unit(self) -> str:
-        return "questions" if self.task == "qa" else "examples"
-
-    def describe(self) -> str:
-        if self.kind != "classification":
-            return "QA" if self.task == "qa" else "regression"
-        names = f" ({', '.join(self.labels)})" if self.labels else ""
-        return f"{self.n_labels}-class classification{names}"
-
-    @cached_property
-    def n_stats(self) -> int:
-        """S, the number of statistics per example."""
-        if self.task == "qa":
-            return 2
-        from harness.tasks.clf.metrics import example_stats
-
-        dummy = np.zeros(1, dtype=np.int64 if self.n_labels else np.float64)
-        return int(example_stats(dummy, dummy, self.n_labels).shape[1])
-
-    @cached_property
-    def names(self) -> tuple[str, ...]:
-        """Every metric of the task, in the order the metric function returns them."""
-        return tuple(self.metrics(np.zeros(self.n_stats), 1.0))
-
-    def metrics(self, sums, count) -> dict[str, np.ndarray]:
-        """Every metric (0-100) from column sums ``sums`` (..., S) over ``count`` (...) examples."""
-        sums = np.asarray(sums, dtype=np.float64)
-        count = np.asarray(count, dtype=np.float64)
-        if self.task == "qa":
-            with np.errstate(invalid="ignore", divide="ignore"):
-                return {"em": 100.0 * sums[..., 0] / count, "f1": 100.0 * sums[..., 1] / count}
-        from harness.tasks.clf.metrics import stats_metrics
-
-        out = stats_metrics(sums, count, self.n_labels)
-        out.pop("n", None)
-        return out
-
-    def default_metrics(self, primary: str | None = None) -> tuple[str, str]:
-        """The board's metric list for competition metric ``primary``: (primary, a sensible second)."""
-        if self.task == "qa":
-            primary = primary or "em"
-            second = "f1" if primary == "em" else "em"
-        elif self.n_labels is None:
-            primary = primary or "pearson"
-            second = "spearman" if primary == "pearson" else "pearson"
-        else:
-            primary = primary or "accuracy"
-            second = "accuracy" if primary != "accuracy" else "f1" if self.n_labels == 2 else "macro_f1"
-        return self.check_metrics((primary, second))
-
-    def check_metrics(self, metrics: Sequence[str]) -> tuple[str, ...]:
-        metrics = (metrics,) if isinstance(metrics, str) else tuple(dict.fromkeys(metrics))
-        unknown = [m for m in metrics if m not in self.names]
-        if unknown or not metrics:
-            raise HarnessError(f"unknown metric '{unknown[0] if unknown else ''}' for a {self.describe()} board",
-                               hint=f"one of {', '.join(self.names)}")
-        return metrics
-
-
-QA = Scheme()
 
 
 # --------------------------------------------------------------------------- per-example statistics
@@ -202,7 +83,7 @@ class Stats:
 
 
 def _check_stats(per_id, scheme: Scheme, what: str) -> Stats | None:
-    """``{id: row}`` (QA: ``{id: (em, f1)}``), an ``(ids, stats)`` pair or a Stats, checked for ``scheme``."""
+    """``{id: row}``, an ``(ids, stats)`` pair or a Stats, checked for ``scheme``."""
     if per_id is None:
         return None
     if isinstance(per_id, Mapping):
@@ -213,11 +94,8 @@ def _check_stats(per_id, scheme: Scheme, what: str) -> Stats | None:
             except (TypeError, ValueError):
                 row = None
             if row is None or len(row) != scheme.n_stats:
-                need = "an (em, f1) pair" if scheme.task == "qa" else f"{scheme.n_stats} statistics"
-                raise HarnessError(f"{what}: question {qid!r} needs {need}, got {per_id[qid]!r}")
-            if scheme.task == "qa" and not all(0.0 <= x <= 1.0 for x in row):
-                raise HarnessError(f"{what}: question {qid!r} has scores {per_id[qid]!r} outside 0..1",
-                                   hint="per-question scores are 0..1 (qa_scores()['per_id'])")
+                raise HarnessError(f"{what}: example {qid!r} needs {scheme.n_stats} statistics "
+                                   f"({', '.join(scheme.names[:scheme.n_stats])}), got {per_id[qid]!r}")
             rows.append(row)
         stats = Stats(list(per_id), rows)
     elif isinstance(per_id, Stats):
@@ -229,16 +107,10 @@ def _check_stats(per_id, scheme: Scheme, what: str) -> Stats | None:
         except (TypeError, ValueError):
             raise HarnessError(f"{what}: expected {{id: statistics}} or an (ids, stats[n, S]) pair") from None
     if not len(stats):
-        raise HarnessError(f"{what}: no questions scored")
-    if stats.values.shape[1] != scheme.n_stats:
-        raise HarnessError(f"{what}: {stats.values.shape[1]} statistics per example, "
-                           f"a {scheme.describe()} board needs {scheme.n_stats}")
+        raise HarnessError(f"{what}: no examples scored")
     if len(set(stats.ids)) != len(stats.ids):
         raise HarnessError(f"{what}: duplicate ids")
-    if not np.isfinite(stats.values).all():
-        raise HarnessError(f"{what}: statistics must be finite")
-    if scheme.task == "qa" and not ((stats.values >= 0) & (stats.values <= 1)).all():
-        raise HarnessError(f"{what}: scores outside 0..1", hint="per-question scores are 0..1 (qa_scores()['per_id'])")
+    scheme.check(stats.values, what)
     return stats
 
 

@@ -2,24 +2,20 @@
 
 A board ranks entries by *the task's metric*, recomputed from the per-example **sufficient
 statistics** each entry stores (a float matrix ``stats[n, S]``, one row per question / example);
-the board's **scheme** says what the columns mean (QA, classification or regression: see
-:mod:`harness.board.stats`). Each board holds one scheme and a metric list, primary first (QA: em,
-f1; CoLA e.g. mcc, accuracy): both are fixed by the first add, and adding an entry of another
-scheme raises (one board per competition). Every metric is on the 0-100 scale (MCC and
-correlations: -100..100).
+the board's **scheme** (:mod:`harness.scores`) says what the columns mean. Each board holds one
+scheme and a metric list, primary first (QA: em, f1; CoLA e.g. mcc, accuracy): both are fixed by
+the first add, and adding an entry of another scheme raises (one board per competition). Every
+metric is on the 0-100 scale (MCC and correlations: -100..100).
 
-The leaderboard is split in three modules, imported one way (this one imports the other two):
+The board is one package, split by job and imported one way (store -> the others):
 
-* :mod:`harness.board.stats` -- the statistics, no SQLite: :class:`Scheme` (what the columns
-  mean, the metrics they give), :class:`Stats` (one entry's statistics), the paired
-  :class:`Bootstrap` and its :class:`Interval`, :class:`TopTwo`, the public/private split
-  :func:`is_public`.
-* :mod:`harness.board.export` -- the board as text and pictures: :func:`display_table` (the CLI's
-  table), the Markdown table and the HTML page with its scores-over-time chart.
-* this module -- the SQLite :class:`Leaderboard` (schema, migration; add, read, rank, compare,
-  export) and the one-call recorders. The names of the other two that callers use stay
-  importable from here (``Scheme``, ``Stats``, ``Bootstrap``, ``is_public``, ``display_table``,
-  ``metric_label``, ...).
+* :mod:`harness.board.stats` -- statistics, no SQLite: :class:`~harness.board.stats.Stats` (one
+  entry's statistics), the paired :class:`~harness.board.stats.Bootstrap` and its intervals,
+  :class:`~harness.board.stats.TopTwo`, the public/private split :func:`~harness.board.stats.is_public`;
+* :mod:`harness.board.schema` -- the SQLite schema and the migration of old boards;
+* :mod:`harness.board.ranking` -- sort keys, rank changes, which metric ranks;
+* :mod:`harness.board.export` -- the board as text and pictures (the CLI's table, Markdown, HTML);
+* this module -- the :class:`Leaderboard` store: add, read, rank, compare, export.
 
 One SQLite file, ``<workspace>/leaderboard/board.sqlite`` (delete it to reset the board):
 
@@ -47,9 +43,9 @@ What the board shows, all recomputed from the stored statistics (details in
 * **test** -- when the test labels are known entries carry test scores too: a local private
   leaderboard (``split="test"``).
 
-Adding: :func:`record_submission` (QA predictions and gold examples) and
-:func:`record_classification` (label names or regression values) score and add in one call;
-:meth:`Leaderboard.add_entry` takes the statistics directly.
+Adding: :meth:`Leaderboard.add_entry` takes an entry's per-example statistics and their scheme
+(the submit verb computes them with the task: ``harness.pipeline.record_entry``). The board is a
+read-side view over what was recorded; it never imports a task.
 """
 
 from __future__ import annotations
@@ -57,6 +53,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import os
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
@@ -66,88 +63,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-# callers import the board's statistics and display table from here too (Scheme, Stats, Bootstrap,
-# is_public, display_table, metric_label, ...): keep them importable when they stop being used here
-from harness.board.export import (
-    _fmt_time,
-    _html_page,
-    _markdown_table,
-    display_table,
-    shorten,  # noqa: F401  (re-exported)
+from harness.board import ranking
+from harness.board.export import _fmt_time, _html_page, _markdown_table, display_table
+from harness.board.schema import (
+    METRIC_COLUMNS,
+    SCHEMA,
+    SPLITS,
+    dumps,
+    has_schema,
+    insert,
+    migrate,
+    split_metrics,
+    write_meta,
 )
-from harness.board.stats import (
-    METRICS,
-    PUBLIC_SALT,  # noqa: F401  (re-exported)
-    QA,
-    RESAMPLES,
-    SEED,  # noqa: F401  (re-exported)
-    Bootstrap,
-    Interval,
-    Scheme,
-    Stats,
-    TopTwo,
-    _check_stats,
-    _union_ids,
-    is_public,
-)
+from harness.board.stats import RESAMPLES, Bootstrap, Interval, Stats, TopTwo, _check_stats, _union_ids
 from harness.common.errors import HarnessError
-from harness.scoring import metric_label  # noqa: F401  (re-exported)
+from harness.common.io import storage_error
+from harness.scores import Scheme, metric_label, scheme_from_dict
 
 FILENAME = "board.sqlite"
-KINDS = ("submission", "run")
-SPLITS = ("dev", "test")
+KINDS = ("submission", "dev-submission", "run")
 BUSY_TIMEOUT_MS = 60_000
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL                 -- JSON
-);
-CREATE TABLE IF NOT EXISTS entries (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    name            TEXT NOT NULL UNIQUE,
-    kind            TEXT NOT NULL,
-    members         TEXT NOT NULL,      -- JSON list of run / trial names
-    created         REAL NOT NULL,      -- unix seconds
-    seq             INTEGER NOT NULL,   -- events.seq of the add that wrote this row
-    dev_n           INTEGER,
-    test_n          INTEGER,
-    dev_metrics     TEXT,               -- JSON {metric: value (0-100)}, every metric of the task
-    public_metrics  TEXT,               -- the same on the public / private halves of dev
-    private_metrics TEXT,
-    test_metrics    TEXT,
-    dev_per_id      TEXT,               -- JSON {"ids": [...], "stats": [[...], ...]}
-    test_per_id     TEXT,
-    dev_predictions TEXT,               -- JSON {id: answer, label or value}
-    test_predictions TEXT,
-    extra           TEXT                -- JSON object
-);
-CREATE TABLE IF NOT EXISTS events (
-    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-    name       TEXT NOT NULL,
-    kind       TEXT NOT NULL,
-    created    REAL NOT NULL,
-    replaced   INTEGER NOT NULL,        -- 1 when the add replaced an entry of the same name
-    dev_metrics TEXT, public_metrics TEXT, private_metrics TEXT, test_metrics TEXT
-);
-"""
-
-_METRIC_COLUMNS = ("dev_metrics", "public_metrics", "private_metrics", "test_metrics")
-
-
-# --------------------------------------------------------------------------- an entry's scores
-def _split_metrics(scheme: Scheme, dev: Stats | None, test: Stats | None) -> dict[str, dict | None]:
-    """The four metric dicts of an entry: dev, its public and private halves, test."""
-    out = dict.fromkeys(_METRIC_COLUMNS)
-    if dev is not None:
-        public = np.array([is_public(q) for q in dev.ids], dtype=bool)
-        out["dev_metrics"] = dev.metrics(scheme)
-        out["public_metrics"] = dev.metrics(scheme, public)
-        out["private_metrics"] = dev.metrics(scheme, ~public)
-    if test is not None:
-        out["test_metrics"] = test.metrics(scheme)
-    return out
-
 
 def _created(created) -> float:
     if created is None:
@@ -179,16 +115,22 @@ class Leaderboard:
         if not self.path.exists():
             if not create:
                 return None
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise storage_error(e, self.path.parent, "create") from None
+        if not create and not os.access(self.path.parent, os.W_OK):
+            # a board on a read-only disk (or folder) can still be read: no WAL, no locks, no migration
+            return sqlite3.connect(f"file:{self.path}?mode=ro&immutable=1", uri=True, isolation_level=None)
         con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         try:
             con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._wal(con)
             con.execute("PRAGMA synchronous = NORMAL")
-            if self._has_schema(con):
-                self._migrate(con)
+            if has_schema(con):
+                migrate(con)
             elif create:
-                con.executescript(_SCHEMA)  # IF NOT EXISTS: racing creators are harmless
+                con.executescript(SCHEMA)  # IF NOT EXISTS: racing creators are harmless
         except BaseException:
             con.close()
             raise
@@ -209,54 +151,12 @@ class Leaderboard:
                 time.sleep(0.01 * (1 + attempt % 10))
         raise HarnessError(f"leaderboard {_db_path(con)} stays locked", hint="is another process stuck on it?")
 
-    @staticmethod
-    def _has_schema(con: sqlite3.Connection) -> bool:
-        names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        return {"entries", "events"} <= names
-
-    @staticmethod
-    def _migrate(con: sqlite3.Connection) -> None:
-        """Rewrite a board of the previous, QA-only schema (``dev_em``, ``dev_f1``, ... columns) in place."""
-        if "dev_em" not in _columns(con, "entries"):
-            return
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            if "dev_em" in _columns(con, "entries"):  # unless a racing process just did it
-                entries, events = _fetch(con, "entries ORDER BY id"), _fetch(con, "events ORDER BY seq")
-                con.execute("ALTER TABLE entries RENAME TO entries_v1")
-                con.execute("ALTER TABLE events RENAME TO events_v1")
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        con.execute(statement)
-                for r in entries:
-                    dev, test = Stats.from_json(r["dev_per_id"]), Stats.from_json(r["test_per_id"])
-                    row = {k: r[k] for k in ("id", "name", "kind", "members", "created", "seq", "dev_n", "test_n",
-                                             "dev_predictions", "test_predictions", "extra")}
-                    row["dev_per_id"], row["test_per_id"] = (s.to_json() if s else None for s in (dev, test))
-                    row.update({k: _dumps(v) for k, v in _split_metrics(QA, dev, test).items()})
-                    _insert(con, "entries", row)
-                for e in events:
-                    pair = {s: None if e[f"{s}_em"] is None else {"em": e[f"{s}_em"], "f1": e[f"{s}_f1"]}
-                            for s in SPLITS}
-                    half = {s: None if e[f"{s}_em"] is None else {"em": e[f"{s}_em"]} for s in ("public", "private")}
-                    _insert(con, "events", {
-                        **{k: e[k] for k in ("seq", "name", "kind", "created", "replaced")},
-                        "dev_metrics": _dumps(pair["dev"]), "public_metrics": _dumps(half["public"]),
-                        "private_metrics": _dumps(half["private"]), "test_metrics": _dumps(pair["test"])})
-                con.execute("DROP TABLE entries_v1")
-                con.execute("DROP TABLE events_v1")
-                _write_meta(con, QA, METRICS)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-
     def _read(self, sql: str, params: Sequence = ()) -> list[sqlite3.Row]:
         con = self._connect(create=False)
         if con is None:
             return []
         try:
-            if not self._has_schema(con):
+            if not has_schema(con):
                 return []
             con.row_factory = sqlite3.Row
             return con.execute(sql, params).fetchall()
@@ -266,13 +166,26 @@ class Leaderboard:
     # ---------------------------------------------------------------- the board's scheme
     def _info(self) -> tuple[Scheme, tuple[str, ...]]:
         meta = {r["key"]: json.loads(r["value"]) for r in self._read("SELECT key, value FROM meta")}
-        scheme = Scheme.of(meta.get("scheme"))
+        scheme = scheme_from_dict(meta.get("scheme"))
         return scheme, tuple(meta.get("metrics") or scheme.default_metrics())
 
     @property
     def scheme(self) -> Scheme:
         """The board's scheme (QA for an empty board): fixed by the first add."""
         return self._info()[0]
+
+    def set_result(self, result: Mapping) -> None:
+        """Record what ``result.csv`` now holds (``{"name", "sha256"}``) for a submission that adds no entry."""
+        con = self._connect(create=True)
+        try:
+            con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('result_csv', ?)", (json.dumps(dict(result)),))
+        finally:
+            con.close()
+
+    def result_csv(self) -> dict | None:
+        """What ``result.csv`` should hold: ``{"name", "sha256"}`` of the latest test submission."""
+        rows = self._read("SELECT value FROM meta WHERE key = 'result_csv'")
+        return json.loads(rows[0]["value"]) if rows else None
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -294,6 +207,7 @@ class Leaderboard:
         *,
         scheme: Scheme | Mapping | None = None,
         metrics: Sequence[str] | None = None,
+        result: Mapping | None = None,
     ) -> int:
         """Add (or replace, by ``name``) one entry; returns its id (kept when replacing).
 
@@ -303,7 +217,9 @@ class Leaderboard:
         computed from them. The first add fixes the board's scheme and ``metrics`` (primary first;
         default ``scheme.default_metrics()``); an entry of another scheme raises. ``created`` is
         unix seconds, a datetime or an ISO string (default: now). ``dev_predictions``
-        (``{id: answer or label}``) feed :meth:`compare`.
+        (``{id: answer or label}``) feed :meth:`compare`. ``result`` (``{"name", "sha256"}``) records,
+        in the same transaction, that ``result.csv`` now holds this entry's submission
+        (:meth:`result_csv`).
         """
         if not name or not str(name).strip():
             raise HarnessError("a leaderboard entry needs a name")
@@ -311,11 +227,11 @@ class Leaderboard:
             raise HarnessError(f"unknown entry kind '{kind}'", hint=f"one of {', '.join(KINDS)}")
         if isinstance(members, str):
             members = [members]
-        scheme = Scheme.of(scheme)
+        scheme = scheme_from_dict(scheme)
         metrics = scheme.default_metrics() if metrics is None else scheme.check_metrics(metrics)
         dev = _check_stats(dev_per_id, scheme, f"entry '{name}' dev scores")
         test = _check_stats(test_per_id, scheme, f"entry '{name}' test scores")
-        scores = {k: _dumps(v) for k, v in _split_metrics(scheme, dev, test).items()}
+        scores = {k: dumps(v) for k, v in split_metrics(scheme, dev, test).items()}
         ts = _created(created)
         row = {
             "name": str(name), "kind": kind, "members": json.dumps([str(m) for m in members]), "created": ts,
@@ -331,14 +247,14 @@ class Leaderboard:
             try:
                 board = dict(con.execute("SELECT key, value FROM meta WHERE key = 'scheme'").fetchall())
                 if not board:
-                    _write_meta(con, scheme, metrics)
-                elif Scheme.of(json.loads(board["scheme"])) != scheme:
+                    write_meta(con, scheme, metrics)
+                elif scheme_from_dict(json.loads(board["scheme"])) != scheme:
                     raise HarnessError(
-                        f"this leaderboard ranks {Scheme.of(json.loads(board['scheme'])).describe()} entries; "
+                        f"this leaderboard ranks {scheme_from_dict(json.loads(board['scheme'])).describe()} entries; "
                         f"entry '{name}' is {scheme.describe()}",
                         hint=f"one board per competition: delete {self.path} to reset it")
                 replaced = con.execute("SELECT 1 FROM entries WHERE name = ?", (row["name"],)).fetchone() is not None
-                row["seq"] = _insert(con, "events", {"name": row["name"], "kind": kind, "created": ts,
+                row["seq"] = insert(con, "events", {"name": row["name"], "kind": kind, "created": ts,
                                                      "replaced": int(replaced), **scores})
                 cols = list(row)
                 con.execute(
@@ -347,6 +263,9 @@ class Leaderboard:
                     [row[c] for c in cols],
                 )
                 entry_id = con.execute("SELECT id FROM entries WHERE name = ?", (row["name"],)).fetchone()[0]
+                if result is not None:
+                    con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('result_csv', ?)",
+                                (json.dumps(dict(result)),))
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -361,7 +280,7 @@ class Leaderboard:
         if con is None:
             return False
         try:
-            if not self._has_schema(con):
+            if not has_schema(con):
                 return False
             con.execute("BEGIN IMMEDIATE")
             gone = con.execute("DELETE FROM entries WHERE name = ?", (name,)).rowcount > 0
@@ -394,7 +313,7 @@ class Leaderboard:
         for split in SPLITS:
             stats = Stats.from_json(r[f"{split}_per_id"])
             r[f"{split}_per_id"] = stats.as_dict() if stats is not None else None
-        for column in _METRIC_COLUMNS:
+        for column in METRIC_COLUMNS:
             prefix = column.split("_")[0]
             for metric in names:
                 r[f"{prefix}_{metric}"] = (r[column] or {}).get(metric)
@@ -404,7 +323,7 @@ class Leaderboard:
         """Every add, oldest first (replaced versions included): ``dev_<metric>``/``test_<metric>``
         for the board's metrics and ``public_``/``private_<primary>``."""
         metrics = self.metrics
-        scores = _score_columns(metrics)
+        scores = ranking.score_columns(metrics)
         out = []
         for e in self._read("SELECT * FROM events ORDER BY seq"):
             e = _parse_row(e)
@@ -433,17 +352,17 @@ class Leaderboard:
         ``_hi`` are paired-bootstrap 95% bounds over examples; ``ci_lo``/``ci_hi`` those of ``by``.
         """
         scheme, metrics = self._info()
-        by = _check_by(by, metrics, scheme)
+        by = ranking.check_by(by, metrics, scheme)
         _check_choice(split, SPLITS, "split")
         rows = self._load()
         intervals_cols = [f"{m}_{end}" for m in metrics for end in ("lo", "hi")]
-        scores = _score_columns(metrics)
+        scores = ranking.score_columns(metrics)
         columns = ["rank", "change", "name", "kind", "members", "n", *metrics, *intervals_cols, *scores,
                    "created", "id", "extra"]
         ranked = [r for r in rows if r[f"{split}_metrics"] is not None]
         if not ranked:
             return pd.DataFrame(columns=columns)
-        ranked = _rank(ranked, by, metrics, split)
+        ranked = ranking.rank(ranked, by, metrics, split)
         before = self._ranks_before(by, metrics, split)
         newest = max(r["seq"] for r in rows)
         bounds: dict[str, list[Interval]] = {}
@@ -456,7 +375,7 @@ class Leaderboard:
             if r["name"] not in before:
                 change = "new" if r["seq"] == newest else "="
             else:
-                change = _change(before[r["name"]] - i)
+                change = ranking.change(before[r["name"]] - i)
             row = {"rank": i, "change": change, "name": r["name"], "kind": r["kind"], "members": r["members"],
                    "n": r[f"{split}_n"], **{m: r[f"{split}_metrics"].get(m) for m in metrics}}
             for m in metrics:
@@ -482,15 +401,15 @@ class Leaderboard:
         for e in events[:-1]:
             if e["name"] in live:
                 latest[e["name"]] = _parse_row(e)
-        ranked = _rank([e for e in latest.values() if e[f"{split}_metrics"] is not None], by, metrics, split)
+        ranked = ranking.rank([e for e in latest.values() if e[f"{split}_metrics"] is not None], by, metrics, split)
         return {e["name"]: i for i, e in enumerate(ranked, 1)}
 
     def top_two(self, by: str | None = None, split: str = "dev") -> TopTwo | None:
         """Paired-bootstrap interval of (best - second best) on ``by``; None with fewer than two entries."""
         scheme, metrics = self._info()
-        by = _check_by(by, metrics, scheme)
+        by = ranking.check_by(by, metrics, scheme)
         _check_choice(split, SPLITS, "split")
-        ranked = _rank([r for r in self._load() if r[f"{split}_metrics"] is not None], by, metrics, split)
+        ranked = ranking.rank([r for r in self._load() if r[f"{split}_metrics"] is not None], by, metrics, split)
         if len(ranked) < 2:
             return None
         a, b = ranked[0], ranked[1]
@@ -528,9 +447,10 @@ class Leaderboard:
         Rows follow the order of ``a``'s examples. A regression board raises.
         """
         scheme = self.scheme
-        if scheme.kind == "regression":
-            raise HarnessError("compare needs a classification or QA board: on a regression board no "
-                               "prediction is simply right or wrong",
+        if scheme.correct(np.zeros((1, scheme.n_stats))) is None:
+            raise HarnessError(f"compare needs a board whose entries are right or wrong per example (a "
+                               f"classification or QA board): on a {scheme.describe()} board no prediction is "
+                               "simply right or wrong",
                                hint="`harness leaderboard` shows the ranking with paired-bootstrap intervals")
         ea, eb = self._row(a), self._row(b)
         sa, sb = Stats.from_json(ea["dev_per_id"]), Stats.from_json(eb["dev_per_id"])
@@ -538,24 +458,25 @@ class Leaderboard:
             raise HarnessError(f"entry '{a if sa is None else b}' has no dev scores to compare")
         preds_a = predictions_a if predictions_a is not None else (ea["dev_predictions"] or {})
         preds_b = predictions_b if predictions_b is not None else (eb["dev_predictions"] or {})
-        qa = scheme.task == "qa"
-        right_a, right_b = (_right(s, scheme) for s in (sa, sb))
+        right_a, right_b = (dict(zip(s.ids, scheme.correct(s.values).tolist())) for s in (sa, sb))
         gold = gold_answers
-        if not qa and gold is None:
-            gold = {q: _label_name(scheme, int(np.argmax(row)) // scheme.n_labels) for q, row in zip(sa.ids, sa.values)}
+        stored_gold = scheme.gold(sa.values)
+        if gold is None and stored_gold is not None:
+            gold = dict(zip(sa.ids, stored_gold))
+        scores = stored_gold is None  # per-example scores (QA's EM) rather than labels: show them
         rows = []
         for qid in sa.ids:
             if qid not in right_b or right_a[qid] == right_b[qid]:
                 continue
             row = {"id": qid, "right": a if right_a[qid] > right_b[qid] else b}
-            if qa:
+            if scores:
                 row.update(em_a=right_a[qid], em_b=right_b[qid])
             row.update(answer_a=preds_a.get(qid), answer_b=preds_b.get(qid))
             if gold is not None:
                 refs = gold.get(qid)
                 row["gold"] = " | ".join(refs) if isinstance(refs, (list, tuple)) else refs
             rows.append(row)
-        columns = ["id", "right", *(["em_a", "em_b"] if qa else []), "answer_a", "answer_b"]
+        columns = ["id", "right", *(["em_a", "em_b"] if scores else []), "answer_a", "answer_b"]
         columns += ["gold"] if gold is not None else []
         return pd.DataFrame(rows, columns=columns)
 
@@ -563,7 +484,7 @@ class Leaderboard:
     def export(self, out_dir: str | Path, by: str | None = None, split: str = "dev") -> dict[str, Path]:
         """Write ``leaderboard.md`` (the ranked table) and ``leaderboard.html`` (scores over time)."""
         scheme, metrics = self._info()
-        by = _check_by(by, metrics, scheme)
+        by = ranking.check_by(by, metrics, scheme)
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         df = self.entries(by=by, split=split)
@@ -595,61 +516,6 @@ def _check_choice(value: str, choices: Sequence[str], what: str) -> None:
         raise HarnessError(f"unknown {what} '{value}'", hint=f"one of {', '.join(choices)}")
 
 
-def _check_by(by: str | None, metrics: Sequence[str], scheme: Scheme) -> str:
-    """``by`` if it is one of the board's metrics (None: the primary), else HarnessError listing them."""
-    if by is None:
-        return metrics[0]
-    if by not in metrics:
-        raise HarnessError(f"unknown metric '{by}' for this {scheme.describe()} leaderboard",
-                           hint=f"rank by one of: {', '.join(metrics)}")
-    return by
-
-
-def _score_columns(metrics: Sequence[str]) -> list[str]:
-    """dev_<m>..., public_<primary>, private_<primary>, test_<m>... (QA: dev_em, dev_f1, public_em, ...)."""
-    return [*(f"dev_{m}" for m in metrics), f"public_{metrics[0]}", f"private_{metrics[0]}",
-            *(f"test_{m}" for m in metrics)]
-
-
-def _right(stats: Stats, scheme: Scheme) -> dict[str, float]:
-    """1.0 where an example is right (QA: its EM; classification: pred == gold), else 0.0."""
-    if scheme.task == "qa":
-        right = stats.values[:, 0]
-    else:
-        c = scheme.n_labels
-        right = stats.values[:, [k * c + k for k in range(c)]].sum(axis=1)
-    return dict(zip(stats.ids, right.tolist()))
-
-
-def _label_name(scheme: Scheme, index: int) -> str:
-    return scheme.labels[index] if scheme.labels else str(index)
-
-
-def _columns(con: sqlite3.Connection, table: str) -> set[str]:
-    return {r[1] for r in con.execute(f"PRAGMA table_info({table})")}
-
-
-def _fetch(con: sqlite3.Connection, source: str) -> list[dict]:
-    cur = con.execute(f"SELECT * FROM {source}")
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, r)) for r in cur.fetchall()]
-
-
-def _insert(con: sqlite3.Connection, table: str, row: Mapping) -> int:
-    cols = list(row)
-    return con.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                       [row[c] for c in cols]).lastrowid
-
-
-def _write_meta(con: sqlite3.Connection, scheme: Scheme, metrics: Sequence[str]) -> None:
-    con.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                    [("scheme", json.dumps(scheme.as_dict())), ("metrics", json.dumps(list(metrics)))])
-
-
-def _dumps(obj) -> str | None:
-    return None if obj is None else json.dumps(obj, ensure_ascii=False)
-
-
 def _jsonable(value):
     if value is None or isinstance(value, str):
         return value
@@ -667,7 +533,7 @@ def _parse_row(row: sqlite3.Row) -> dict:
     r = dict(row)
     if "members" in r:
         r["members"] = json.loads(r["members"]) if r["members"] else []
-    for key in (*_METRIC_COLUMNS, "dev_predictions", "test_predictions"):
+    for key in (*METRIC_COLUMNS, "dev_predictions", "test_predictions"):
         if key in r:
             r[key] = json.loads(r[key]) if r[key] else None
     if "extra" in r:
@@ -675,134 +541,6 @@ def _parse_row(row: sqlite3.Row) -> dict:
     return r
 
 
-def _desc(value) -> float:
-    """Sort key for "higher is better"; a missing (or undefined) score ranks last."""
-    return math.inf if value is None or math.isnan(value) else -value
-
-
-def _rank(rows: list[dict], by: str, metrics: Sequence[str], split: str) -> list[dict]:
-    order = [by, *(m for m in metrics if m != by)]
-    return sorted(rows, key=lambda r: (*(_desc(r[f"{split}_metrics"].get(m)) for m in order), r["created"], r["name"]))
-
-
-def _change(delta: int) -> str:
-    return "=" if delta == 0 else f"{delta:+d}"
-
-
 def _db_path(con: sqlite3.Connection) -> str:
     row = con.execute("PRAGMA database_list").fetchone()
     return row[2] if row else "?"
-
-
-# --------------------------------------------------------------------------- one-call recording
-def record_submission(
-    ws,
-    name: str,
-    members: Sequence[str],
-    dev_predictions: Mapping[str, str] | None = None,
-    dev_gold=None,
-    test_predictions: Mapping[str, str] | None = None,
-    test_gold=None,
-    extra: Mapping | None = None,
-    kind: str = "submission",
-    lang: str | None = None,
-    created=None,
-) -> int | None:
-    """Score QA predictions with ``qa_scores`` and add (or replace) entry ``name`` on ``ws``'s board.
-
-    ``dev_gold``/``test_gold`` are lists of :class:`~harness.tasks.qa.example.Example`; a side without
-    gold (or a test file without answers) is simply not scored. Returns the entry id, or None
-    (and adds nothing) when neither side could be scored. Gold with only some questions
-    unlabelled raises :class:`HarnessError`.
-    """
-    from harness.tasks.qa.metrics import qa_scores
-
-    def refs(gold) -> dict[str, tuple[str, ...]] | None:
-        if gold is None or not any(ex.labelled for ex in gold):
-            return None
-        from harness.scoring import _gold_references
-
-        return _gold_references(gold)
-
-    dev_refs, test_refs = refs(dev_gold), refs(test_gold)
-    dev_per_id = test_per_id = dev_answers = test_answers = None
-    if dev_predictions is not None and dev_refs:
-        dev_per_id = qa_scores(dev_predictions, dev_refs, lang=lang)["per_id"]
-        dev_answers = {q: dev_predictions.get(q) or "" for q in dev_refs}
-    if test_predictions is not None and test_refs:
-        test_per_id = qa_scores(test_predictions, test_refs, lang=lang)["per_id"]
-        test_answers = {q: test_predictions.get(q) or "" for q in test_refs}
-    if dev_per_id is None and test_per_id is None:
-        return None  # nothing scorable (e.g. a test-only submission without test answers)
-    return Leaderboard.for_workspace(ws).add_entry(
-        name, kind=kind, members=list(members), dev_per_id=dev_per_id, test_per_id=test_per_id,
-        extra=extra, created=created, dev_predictions=dev_answers, test_predictions=test_answers,
-    )
-
-
-def record_classification(
-    ws,
-    name: str,
-    members: Sequence[str],
-    labels: Sequence[str] | None,
-    metric: str,
-    dev_predictions: Mapping[str, str | float] | None = None,
-    dev_gold: Mapping[str, str | float] | None = None,
-    test_predictions: Mapping[str, str | float] | None = None,
-    test_gold: Mapping[str, str | float] | None = None,
-    extra: Mapping | None = None,
-    kind: str = "submission",
-    created=None,
-) -> int | None:
-    """Score classification (or regression) predictions and add (or replace) entry ``name``.
-
-    ``labels`` are the class names in index order (None: regression, predictions and gold are
-    numbers); ``metric`` is the competition's metric, the board's primary (the second is
-    :meth:`Scheme.default_metrics`'s choice). Predictions and gold map id -> label name (or
-    value); the gold ids are the examples scored. A classification id without a prediction
-    counts as wrong (it is scored as the class after the gold one); a regression one raises, as
-    does a label that is not one of ``labels``. Returns the entry id, or None (and adds nothing)
-    when neither side has gold (and predictions).
-    """
-    from harness.tasks.clf.metrics import example_stats
-
-    scheme = Scheme.of({"task": "classification", "n_labels": None if labels is None else len(labels),
-                        "labels": labels})
-    metrics = scheme.default_metrics(metric)
-    index = {str(label): i for i, label in enumerate(labels or ())}
-
-    def label_index(value, qid, what: str) -> int:
-        if str(value) not in index:
-            raise HarnessError(f"{what} label {value!r} of {qid!r} is not one of the labels",
-                               hint=f"labels: {', '.join(index)}")
-        return index[str(value)]
-
-    def side(preds, gold, what: str):
-        if preds is None or not gold:
-            return None, None
-        ids = [str(q) for q in gold]
-        if labels is None:
-            missing = [q for q in gold if preds.get(q) is None]
-            if missing:
-                raise HarnessError(f"{what}: no prediction for {len(missing)} of {len(gold)} examples "
-                                   f"(e.g. {missing[0]!r})", hint="a regression entry needs a value for every example")
-            try:
-                pred, true = [float(preds[q]) for q in gold], [float(v) for v in gold.values()]
-            except (TypeError, ValueError) as e:
-                raise HarnessError(f"{what}: regression predictions and gold must be numbers ({e})") from None
-            kept = dict(zip(ids, pred))
-        else:
-            true = [label_index(v, q, f"{what} gold") for q, v in gold.items()]
-            pred = [(g + 1) % len(labels) if preds.get(q) is None else label_index(preds[q], q, f"{what} predicted")
-                    for q, g in zip(gold, true)]
-            kept = {str(q): preds.get(q) for q in gold}
-        return (ids, example_stats(np.asarray(pred), np.asarray(true), scheme.n_labels)), kept
-
-    dev_stats, dev_kept = side(dev_predictions, dev_gold, f"entry '{name}' dev")
-    test_stats, test_kept = side(test_predictions, test_gold, f"entry '{name}' test")
-    if dev_stats is None and test_stats is None:
-        return None  # nothing scorable (e.g. a test-only submission without test labels)
-    return Leaderboard.for_workspace(ws).add_entry(
-        name, kind=kind, members=list(members), dev_per_id=dev_stats, test_per_id=test_stats, extra=extra,
-        created=created, dev_predictions=dev_kept, test_predictions=test_kept, scheme=scheme, metrics=metrics,
-    )

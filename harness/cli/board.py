@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 import pandas as pd
 
-from harness.cli.common import friendly as _friendly, pass_ctx
+from harness.cli.common import friendly, pass_ctx
 
 _EMPTY = "the leaderboard is empty: `harness submit` adds an entry (the board lives in {path})"
 
@@ -50,7 +50,7 @@ _BY_HELP = ("rank by this metric of the board (QA: em or f1; classification e.g.
               help="rank on dev, or on test when the test answers are known (a local private board)")
 @pass_ctx
 @click.pass_context
-@_friendly
+@friendly
 def leaderboard(click_ctx, ctx, by, split):
     """The local leaderboard: ranked entries with 95% intervals and public/private dev scores.
 
@@ -63,7 +63,8 @@ def leaderboard(click_ctx, ctx, by, split):
     if click_ctx.invoked_subcommand is not None:
         click_ctx.meta["board_by"] = by
         return
-    from harness.board.store import display_table, metric_label
+    from harness.board.export import display_table
+    from harness.scores import metric_label
 
     board = _board(ctx)
     total = len(board)
@@ -97,19 +98,20 @@ def leaderboard(click_ctx, ctx, by, split):
 @click.option("--limit", default=30, show_default=True, help="examples to list (0: all)")
 @click.option("--width", default=30, show_default=True, help="characters shown per answer or label")
 @pass_ctx
-@_friendly
+@friendly
 def compare(ctx, a, b, limit, width):
     """List the dev examples where exactly one of entries A and B is right (QA: EM), and which."""
-    from harness.board.store import metric_label
+    from harness.scores import metric_label
 
     board = _board(ctx)
-    qa = board.scheme.task == "qa"
-    df = board.compare(a, b, gold_answers=_dev_gold(ctx) if qa else None)  # classification gold is stored
+    df = board.compare(a, b, gold_answers=_dev_gold(ctx))
+    scored = "em_a" in df.columns  # per-example scores (QA's EM), not labels
     primary = board.metrics[0]
     diff, ci = board.difference(a, b, by=primary, split="dev")
     n_a = int((df["right"] == a).sum()) if len(df) else 0
     n_b = len(df) - n_a
-    what = "dev questions disagree on EM" if qa else "dev examples where exactly one is right"
+    what = (f"dev {board.scheme.unit} disagree on {metric_label(board.scheme.names[0])}" if scored
+            else f"dev {board.scheme.unit} where exactly one is right")
     click.echo(f"{a} vs {b}: {len(df)} {what} ({a} right on {n_a}, {b} right on {n_b})")
     click.echo(f"{metric_label(primary)} difference {a} - {b}: {diff:+.2f} (paired bootstrap 95% CI {ci}; "
                f"{'differ' if ci.excludes_zero() else 'no clear difference'})")
@@ -123,7 +125,7 @@ def compare(ctx, a, b, limit, width):
         text = str(text).replace("\n", " ")
         return text if len(text) <= width else text[: width - 1] + "…"
 
-    word = "answer" if qa else "label"
+    word = "answer" if scored else "label"
     table = pd.DataFrame({"id": shown["id"], "right": shown["right"],
                           f"{a} {word}": [cut(x) for x in shown["answer_a"]],
                           f"{b} {word}": [cut(x) for x in shown["answer_b"]]})
@@ -136,12 +138,13 @@ def compare(ctx, a, b, limit, width):
 
 
 def _dev_gold(ctx):
-    """Dev answers from the competition, if there is one with a dev file; else None."""
+    """Dev references from the competition, if there is one with a dev file; else None."""
     try:
         comp = ctx.competition
         if not comp.path("dev"):
             return None
-        return {ex.id: ex.answers for ex in comp.examples("dev")}
+        task = comp.kind
+        return {ex.id: task.reference(ex) for ex in comp.examples("dev") if ex.labelled}
     except Exception:  # gold is a bonus column: without a readable competition, compare still works
         return None
 
@@ -154,7 +157,7 @@ def _dev_gold(ctx):
 @click.option("--split", type=click.Choice(["dev", "test"]), default="dev", show_default=True)
 @pass_ctx
 @click.pass_context
-@_friendly
+@friendly
 def export(click_ctx, ctx, out, by, split):
     """Write the board as a Markdown table and an HTML page with a scores-over-time chart."""
     board = _board(ctx)

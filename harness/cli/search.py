@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import click
 
-from harness.cli.common import friendly as _friendly
-from harness.cli.common import model_path_option as _model_path_option
-from harness.cli.common import pass_ctx
-from harness.cli.common import set_option as _set_option
+from harness.cli.common import friendly, model_path_option, pass_ctx, set_option
 from harness.common.errors import HarnessError
 
 
@@ -55,8 +52,8 @@ def _parse_space(pairs) -> dict | None:
               "--storage with it again, or set PGPASSWORD or a ~/.pgpass line (libpq), or "
               "HARNESS_STORAGE_PASSWORD")
 @click.option("--n-jobs", type=int, default=1, show_default=True, help="worker processes sharing the study")
-@_set_option
-@_model_path_option
+@set_option
+@model_path_option
 @click.option("--space", "space", multiple=True, metavar="KEY=SPEC",
               help='replace the recipe\'s search space, e.g. --space \'lr=["log",1e-5,1e-4]\' (repeatable; '
                    "the given entries are the whole space)")
@@ -70,7 +67,7 @@ def _parse_space(pairs) -> dict | None:
               "changed configuration")
 @click.option("--quiet", is_flag=True, help="no trial progress bar")
 @pass_ctx
-@_friendly
+@friendly
 def search(ctx, recipe, n_trials, timeout, folds, dev, pool_dev, metric, study, storage, n_jobs, overrides,
            model_path, space, sampler, pruner, seed, keep, new, quiet):
     """Tune a recipe with Optuna: maximise dev (or k-fold) EM/F1; resumable, prunable.
@@ -82,7 +79,7 @@ def search(ctx, recipe, n_trials, timeout, folds, dev, pool_dev, metric, study, 
       harness search --recipe macbert --n-jobs 2             # two workers on a journal file
       harness trials; harness refit --trial best --seeds 1,2,3
     """
-    from harness.recipes import parse_overrides
+    from harness.config import parse_overrides
     from harness.search.run import run_search
 
     out = run_search(ctx.competition, ctx.workspace, recipe=recipe, n_trials=n_trials, timeout=timeout, folds=folds,
@@ -99,7 +96,7 @@ def search(ctx, recipe, n_trials, timeout, folds, dev, pool_dev, metric, study, 
 @click.option("--storage", help="storage URL when the study is not under studies/NAME")
 @click.option("--sort", "sort", is_flag=True, help="best first")
 @pass_ctx
-@_friendly
+@friendly
 def trials(ctx, study, storage, sort):
     """List a study's trials: number, state, score, params, duration, artifact path."""
     import pandas as pd
@@ -126,7 +123,7 @@ def trials(ctx, study, storage, sort):
 @click.option("--seeds", help="comma-separated seeds, one run each (default: the trial's seed)")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 @pass_ctx
-@_friendly
+@friendly
 def refit(ctx, trial, study, storage, seeds, quiet):
     """Retrain a trial's configuration on all training data (runs/STUDY-tN-sSEED) and predict test."""
     from harness.search.results import refit as do_refit

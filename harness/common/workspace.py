@@ -1,21 +1,19 @@
 """Where things live in a workspace (the folder holding ``competition.toml``).
 
     competition.toml   the competition declaration (`harness init`)
-    data/              generated data (the demo competition)
-    runs/NAME/         one training run each: config, metrics, model, logits (delete freely)
+    data/              generated data (the demo competitions)
+    runs/NAME/         one training run each: config, metrics, model, logits (harness.runs; delete freely)
     studies/NAME/      Optuna studies: storage, trial runs, plots (delete a study folder to forget it)
-    submissions/       NAME.csv + NAME.json sidecars (what you upload)
+    submissions/       NAME.csv + NAME.json sidecars (what you upload); dev submissions NAME.dev.csv
     leaderboard/       board.sqlite: the local leaderboard (delete to reset)
-    result.csv         a copy of the latest submission
+    cache/             encodings/: tokenized windows and texts reused by every run, trial, fold and prediction;
+                       tokenizers/: WordPiece vocabularies of scratch recipes (delete freely)
+    result.csv         the latest test submission (the file to upload)
 """
 
 from __future__ import annotations
 
-import re
-import time
 from pathlib import Path
-
-from harness.common.errors import HarnessError
 
 
 class Workspace:
@@ -39,36 +37,23 @@ class Workspace:
         return self.root / "leaderboard"
 
     @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    @property
     def result_csv(self) -> Path:
         return self.root / "result.csv"
 
-    def new_run_dir(self, name: str | None, prefix: str) -> Path:
-        if name:
-            check_name(name)
-            path = self.runs / name
-            if (path / "metrics.json").exists():
-                raise HarnessError(f"run '{name}' already exists at {path}",
-                                   hint="pick another --name or delete that folder")
-            return path
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = self.runs / f"{prefix}-{stamp}"
-        k = 1
-        while path.exists():
-            k += 1
-            path = self.runs / f"{prefix}-{stamp}-{k}"
-        return path
+    def sweep(self) -> None:
+        """Remove what killed commands left: partial runs and trials whose process is gone, stale
+        temporary files. Cheap; called when a command starts."""
+        from harness.common.io import sweep_temporaries
+        from harness.runs import sweep_partials
 
-    def run_dir(self, ref: str) -> Path:
-        """A run by name (under runs/), or by path (a run dir, a study trial dir)."""
-        for candidate in (Path(ref), self.runs / ref, self.root / ref):
-            if (candidate / "config.json").exists():
-                return candidate.resolve()
-        known = sorted(p.name for p in self.runs.glob("*") if (p / "config.json").exists()) if self.runs.exists() else []
-        raise HarnessError(f"no run named '{ref}'",
-                           hint=f"known runs: {', '.join(known[-10:])}" if known else "train one with `harness train`")
-
-
-def check_name(name: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name):
-        raise HarnessError(f"bad name '{name}'", hint="use letters, digits, '.', '_' and '-' (max 100)")
-    return name
+        sweep_partials(self.runs)
+        if self.studies.is_dir():
+            for trials in self.studies.glob("*/trials"):
+                sweep_partials(trials)
+        for folder in (self.runs, self.studies, self.submissions, self.leaderboard, self.cache):
+            sweep_temporaries(folder)
+        sweep_temporaries(self.root, recursive=False)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 
-from harness.competition import Competition
 from harness.common.errors import HarnessError
+from harness.competition import Competition
 
 
 def split_examples(comp: Competition, split: str) -> list:

@@ -7,7 +7,7 @@ import math
 import warnings
 from pathlib import Path
 
-from harness.runs import atomic_write_text
+from harness.common.io import atomic_write_text
 
 
 def write_plots(study, folder: Path, metric: str) -> list[Path]:
@@ -15,7 +15,6 @@ def write_plots(study, folder: Path, metric: str) -> list[Path]:
     out = []
     try:
         import plotly  # noqa: F401
-
         from optuna import visualization as vis
 
         vis.plot_optimization_history(study).write_html(str(folder / "history.html"))

@@ -1,24 +1,27 @@
 """Using a study's trials: the table of ``harness trials`` and ``harness refit`` (retrain a trial's
-configuration on all training data, one run per seed, and predict test)."""
+configuration on all labelled data, one run per seed, and predict test)."""
 
 from __future__ import annotations
 
-import os
-import shutil
+import statistics
 from pathlib import Path
 from typing import Callable, Sequence
 
-from harness.competition import Competition
 from harness.common.errors import HarnessError
-from harness.train.memory import free_memory
-from harness.recipes import get_recipe, with_checkpoint
-from harness.search.data import load_data, split_examples
-from harness.search.storage import TRIAL_FILE, import_optuna, load_config, open_storage, read_json
+from harness.common.io import read_json
 from harness.common.workspace import Workspace
+from harness.competition import Competition
+from harness.config import RunConfig
+from harness.recipes import get_recipe, with_checkpoint
+from harness.runs import CONFIG, METRICS, MODEL, Run, RunBuilder, trial_dir, trial_ref
+from harness.search.data import load_data
+from harness.search.storage import import_optuna, load_config, open_storage
+from harness.train.memory import free_memory
 
 
 def trials_table(ws: Workspace, name: str, storage: str | None = None):
-    """A pandas DataFrame: number, state, score, decoded score, params..., seconds, path."""
+    """A pandas DataFrame: number, name (STUDY/tN, what submit --runs takes), state, score, decoded
+    score, params..., seconds, model, path."""
     import pandas as pd
 
     config, url = load_config(ws, name, storage)
@@ -26,8 +29,9 @@ def trials_table(ws: Workspace, name: str, storage: str | None = None):
     metric = config["metric"]
     rows = []
     for t in study.get_trials(deepcopy=False):
-        d = ws.studies / name / "trials" / f"{t.number:04d}"
-        row = {"number": t.number, "state": t.state.name,
+        run = Run(trial_dir(ws.studies / name, t.number), trial_ref(name, t.number))
+        usable = run.path.is_dir() and run.is_complete
+        row = {"number": t.number, "name": run.ref if usable else "", "state": t.state.name,
                metric: None if t.value is None else round(t.value, 2),
                "decoded": None if t.user_attrs.get("decoded_" + metric) is None
                else round(t.user_attrs["decoded_" + metric], 2)}
@@ -35,8 +39,8 @@ def trials_table(ws: Workspace, name: str, storage: str | None = None):
         if config["mode"] == "kfold" and t.user_attrs.get("oof_" + metric) is not None:
             row["oof"] = round(t.user_attrs["oof_" + metric], 2)  # the pooled out-of-fold score ("decoded" tunes it)
         row["seconds"] = None if t.duration is None else round(t.duration.total_seconds(), 1)
-        row["model"] = "yes" if (d / "model").exists() else ""
-        row["path"] = str(d.relative_to(ws.root)) if (d / TRIAL_FILE).exists() else ""
+        row["model"] = "yes" if usable and (run.model_dir / "config.json").is_file() else ""
+        row["path"] = str(run.path.relative_to(ws.root)) if usable else ""
         if t.user_attrs.get("retry_of") is not None:
             row["note"] = f"retry of {t.user_attrs['retry_of']}"
         elif t.user_attrs.get("requeued"):
@@ -62,10 +66,12 @@ def _pick_trial(study, which: str | int):
             return study.best_trial
         except ValueError:
             raise HarnessError(f"study '{study.study_name}' has no complete trial yet") from None
+    text = str(which)
+    text = text.rsplit("/", 1)[-1].lstrip("tT")
     try:
-        number = int(which)
+        number = int(text)
     except ValueError:
-        raise HarnessError(f"--trial takes 'best' or a trial number, got '{which}'") from None
+        raise HarnessError(f"--trial takes 'best', a trial number or STUDY/tN, got '{which}'") from None
     trials = study.get_trials(deepcopy=False)
     if not 0 <= number < len(trials):
         raise HarnessError(f"study '{study.study_name}' has no trial {number}")
@@ -75,63 +81,65 @@ def _pick_trial(study, which: str | int):
     return t
 
 
+def refit_epochs(run_config: dict, metrics: dict) -> int:
+    """How long a refit trains: the trial's best epoch (dev mode), the median of its folds' best
+    epochs (k-fold), else its configured epochs."""
+    if metrics.get("best_epoch"):
+        return int(metrics["best_epoch"])
+    folds = [e for e in run_config.get("fold_best_epochs") or [] if e]
+    if folds:
+        return max(1, int(round(statistics.median(folds))))
+    return int(RunConfig.from_dict(run_config).training.epochs)
+
+
 def refit(comp: Competition, ws: Workspace, study_name: str, trial: str | int = "best",
           seeds: Sequence[int] | None = None, storage: str | None = None, progress: bool = True,
           echo: Callable = print) -> list[Path]:
-    """Retrain a trial's configuration on all training data, one run per seed; predict test.
+    """Retrain a trial's configuration on all labelled data (train + dev), one run per seed, for the
+    trial's epoch count (:func:`refit_epochs`; nothing is held out to pick an epoch), and predict test.
 
-    Training data: train (+ dev when the study pooled it). A study that kept dev out scores the
-    refit on dev each epoch (best epoch kept, as ``harness train``); a pooled one keeps the last
-    epoch. The trial's out-of-fold (or dev) logits are copied to ``logits/oof.npz`` of each run.
+    Each run is ``runs/STUDY-tN-sSEED``; it points at the trial's dev or out-of-fold logits
+    (``validation_logits`` in its config), which ``harness submit --fit-weights`` uses to weigh it.
     """
-    from harness.train.loop import predict_run, train_model
+    from harness.train.loop import fit
+    from harness.train.predict import predict_run
 
     config, url = load_config(ws, study_name, storage)
     study = import_optuna().load_study(study_name=study_name, storage=open_storage(url))
     t = _pick_trial(study, trial)
-    trial_dir = ws.studies / study_name / "trials" / f"{t.number:04d}"
+    source = Run(trial_dir(ws.studies / study_name, t.number), trial_ref(study_name, t.number))
+    why = source.problem()
+    if why:
+        raise HarnessError(f"trial {source.ref} is not usable: {why}", hint="rerun `harness search` to redo it")
     recipe = with_checkpoint(get_recipe(config["recipe"], ws.root), config.get("model_path"))
-    run_config = read_json(trial_dir / "config.json")
-    params = dict(run_config.get("params") or {})
-    if not params:  # folder gone: rebuild from the study
-        params = recipe.params({**config["overrides"], **t.params}, task=comp.task)
-        params.update(t.user_attrs.get("decoding") or {})
-    params["metric"] = config["metric"]
-    pooled = config["mode"] == "kfold" and config["pool_dev"]
-    train, _, _ = load_data(comp, "kfold", pooled)
-    dev = None
-    if not pooled and comp.path("dev"):
-        dev = [ex for ex in split_examples(comp, "dev") if ex.labelled] or None
-    source = trial_dir / "logits" / ("oof.npz" if config["mode"] == "kfold" else "dev.npz")
-    seeds = list(seeds) if seeds else [int(params["seed"])]
+    run_config = source.config()
+    cfg = RunConfig.from_dict(run_config)
+    epochs = refit_epochs(run_config, read_json(source.path / METRICS))
+    cfg = cfg.with_params({"epochs": epochs}, f"refit of {source.ref}")
+    train, _, _ = load_data(comp, "kfold", bool(comp.path("dev")))  # train + dev: all labelled data
+    kind, validation = source.validation_logits()
+    seeds = list(seeds) if seeds else [cfg.training.seed]
     runs = []
     for seed in seeds:
         name = f"{study_name}-t{t.number}-s{seed}"
-        run_dir = ws.runs / name
-        trained = (run_dir / "metrics.json").exists() and (run_dir / "model").exists()
-        predicted = not comp.path("test") or (run_dir / "logits" / "test.npz").exists()
-        if trained and predicted:
-            echo(f"run {name} exists: skipped (delete {run_dir} to redo it)")
-            runs.append(run_dir)
-            continue
-        if not trained:
-            p = {**params, "seed": int(seed)}
-            echo(f"refit trial {t.number} seed {seed}: {len(train)} training questions"
-                 f"{'' if dev is None else f', scored on {len(dev)} dev'} -> {run_dir}")
-            result = train_model(recipe, p, train, run_dir, dev_examples=dev, lang=comp.lang, progress=progress,
-                                 task=comp.task, extra_config={"competition": comp.name, "study": study_name,
-                                                               "trial": t.number, "refit": True, "pooled": pooled})
-            if result.best:
-                echo(f"  dev {config['metric']} {result.best[config['metric']]:.2f} (epoch {result.best_epoch})")
-            del result
+        final = ws.runs / name
+        run = Run(final)
+        if run.path.is_dir() and run.is_complete:
+            echo(f"run {name} exists: skipped (delete {final} to redo it)")
+        else:
+            echo(f"refit {source.ref} seed {seed}: {epochs} epochs on {len(train)} labelled {comp.kind.unit} "
+                 f"(train + dev) -> {final}")
+            ws.sweep()
+            with RunBuilder(final) as build:
+                fit(comp.kind, recipe, cfg.with_params({"seed": int(seed)}), train, build.path, progress=progress,
+                    echo=echo, cache_dir=ws.cache,
+                    extra={"competition": comp.name, "study": study_name, "trial": t.number, "refit": True,
+                           "refit_of": source.ref, "validation_logits": str(validation) if validation else None,
+                           "validation_kind": kind})
+                run = build.commit(require=[CONFIG, METRICS, f"{MODEL}/config.json"])
             free_memory()
-        if source.exists():
-            (run_dir / "logits").mkdir(parents=True, exist_ok=True)
-            tmp = run_dir / "logits" / ".oof.npz.tmp"
-            shutil.copyfile(source, tmp)
-            os.replace(tmp, run_dir / "logits" / "oof.npz")
-        if comp.path("test"):
-            path = predict_run(run_dir, comp.examples("test"), "test", progress=progress)
+        if comp.path("test") and not run.has_logits("test"):
+            path = predict_run(run, comp.kind, comp.examples("test"), "test", progress=progress, cache_dir=ws.cache)
             echo(f"  wrote {path}")
-        runs.append(run_dir)
+        runs.append(run.path)
     return runs

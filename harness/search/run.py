@@ -57,24 +57,46 @@ from typing import Callable
 
 import numpy as np
 
-from harness.runs import atomic_write_text
-from harness.competition import Competition
 from harness.common.errors import HarnessError
-from harness.folds import group_keys, grouped_folds  # noqa: F401  (re-exported)
-from harness.train.memory import clear_frames, free_memory
-from harness.tasks.qa.tune import DECODING_PARAMS, decoding_grid, tune_decoding
+from harness.common.io import atomic_write_json, atomic_write_text, read_json
+from harness.common.names import check_name
+from harness.common.workspace import Workspace
+from harness.competition import Competition
+from harness.config import RunConfig, resolve
 from harness.recipes import Recipe, get_recipe, with_checkpoint
-from harness.search.plots import write_plots
-from harness.search.space import (PRUNERS, SAMPLERS, check_space, default_pruner, default_trial_params, make_pruner,
-                                  make_sampler, parse_spec, suggest)
+from harness.runs import CONFIG, METRICS, MODEL, TRIAL_RECORD, Run, RunBuilder, trial_dir, trial_ref
 from harness.search.data import fingerprint, load_data
-from harness.search.storage import (SEARCH_FILE, TRIAL_FILE, archive_study, ask_new_trial, create_study_once,
-                                   dashboard_target, import_optuna, load_config, open_storage, read_json,
-                                   recover_dead_trials, resolve_storage, session_seed, study_config, study_lock,
-                                   worker_identity)
-from harness.search.storage import load_study  # noqa: F401  (re-exported)
-from harness.tasks.base import get_task
-from harness.common.workspace import Workspace, check_name
+from harness.search.plots import write_plots
+from harness.search.space import (
+    PRUNERS,
+    SAMPLERS,
+    check_space,
+    default_pruner,
+    default_trial_params,
+    make_pruner,
+    make_sampler,
+    parse_spec,
+    suggest,
+)
+from harness.search.storage import (
+    SEARCH_FILE,
+    StorageLost,
+    archive_study,
+    ask_new_trial,
+    create_study_once,
+    dashboard_target,
+    import_optuna,
+    load_config,
+    open_storage,
+    recover_dead_trials,
+    resolve_storage,
+    session_seed,
+    study_config,
+    study_lock,
+    worker_identity,
+)
+from harness.train.loop import TrainingDiverged
+from harness.train.memory import clear_frames, free_memory
 
 CONFIG_VERSION = 1
 DEFAULT_TRIALS = 20
@@ -103,22 +125,23 @@ class SearchSetup:
 
     @property
     def task(self):
-        return get_task(self.comp.task)
+        return self.comp.kind
 
     @property
     def trials_dir(self) -> Path:
         return self.study_dir / "trials"
 
     def trial_dir(self, number: int) -> Path:
-        return self.trials_dir / f"{number:04d}"
+        return trial_dir(self.study_dir, number)
 
     def partial_dir(self, number: int) -> Path:
-        return self.trials_dir / f".{number:04d}.partial"
+        """Where this process builds trial ``number`` (:class:`~harness.runs.RunBuilder`)."""
+        return RunBuilder(self.trial_dir(number)).path
 
-    def params(self, sampled: dict) -> dict:
-        p = self.recipe.params({**self.config["overrides"], **sampled}, task=self.comp.task)
-        p["metric"] = self.config["metric"]
-        return p
+    def params(self, sampled: dict) -> RunConfig:
+        """The resolved configuration of a trial: the recipe's, the study's overrides, the sampled values."""
+        return resolve(self.recipe, self.task, lang=self.comp.lang, metric=self.config["metric"],
+                       overrides={**self.config["overrides"], **sampled}, source="search parameters")
 
     def load_study(self, worker_index: int = 0):
         """The study with its pruner and a sampler seeded for this worker session only (from os.urandom:
@@ -139,12 +162,13 @@ def build_config(comp: Competition, recipe: Recipe, *, mode: str, folds: int | N
                  overrides: dict, model_path: str | None, space: dict | None, sampler: dict | None,
                  pruner: dict | None, seed: int) -> dict:
     """The search configuration saved in the study (everything a resume must reproduce)."""
-    full_space = check_space(space if space is not None else recipe.search_space(), recipe)
-    recipe.params(overrides)  # unknown keys -> clear error
-    unused = get_task(comp.task).unused_params
-    sampled = {k: v for k, v in full_space.items()
-               if k not in overrides and k not in DECODING_PARAMS and k not in unused}
-    decoding_space = {k: v for k, v in full_space.items() if k in DECODING_PARAMS and k not in unused}
+    full_space = check_space(space if space is not None else recipe.search_space(),
+                             "--space" if space is not None else f"recipe {recipe.name} space")
+    task = comp.kind
+    resolve(recipe, task, lang=comp.lang, metric=metric, overrides=overrides)  # bad overrides: one line, now
+    unused, decoding = task.unused_params, task.decoding_params
+    sampled = {k: v for k, v in full_space.items() if k not in overrides and k not in decoding and k not in unused}
+    decoding_space = {k: v for k, v in full_space.items() if k in decoding and k not in unused}
     if pruner is None:
         pruner = default_pruner(mode)
     return {
@@ -193,6 +217,16 @@ def prepare_search(comp: Competition, ws: Workspace, *, recipe: str | None = Non
     study_dir = ws.studies / study
     sampler_spec = parse_spec(sampler, SAMPLERS, "sampler")
     pruner_spec = parse_spec(pruner, PRUNERS, "pruner")
+    if overrides:  # refused now, before any study is created or changed
+        from harness.config import check_params
+
+        check_params(overrides, "--set")
+    if space is not None:
+        check_space(space, "--space")
+    if sampler_spec is not None:
+        make_sampler(sampler_spec, 0)
+    if pruner_spec is not None:
+        make_pruner(pruner_spec)
     asked = {k: v for k, v in {
         "recipe": recipe, "model_path": model_path, "mode": mode, "folds": folds, "pool_dev": pool_dev,
         "metric": metric, "overrides": overrides, "space": space, "sampler": sampler_spec, "pruner": pruner_spec,
@@ -214,9 +248,9 @@ def prepare_search(comp: Competition, ws: Workspace, *, recipe: str | None = Non
             want = {k: v for k, v in asked.items() if k != "space"}
             if space is not None:
                 r = with_checkpoint(get_recipe(saved["recipe"], ws.root), saved.get("model_path"))
-                built = check_space(space, r)
+                built = check_space(space, "--space")
                 ov = overrides if overrides is not None else saved["overrides"]
-                want["space"] = {k: v for k, v in built.items() if k not in ov and k not in DECODING_PARAMS}
+                want["space"] = {k: v for k, v in built.items() if k not in ov and k not in comp.kind.decoding_params}
             diff = _differences(saved, want)
             if diff:
                 raise HarnessError(f"study '{study}' was started with another configuration:\n  " + "\n  ".join(diff),
@@ -238,19 +272,21 @@ def prepare_search(comp: Competition, ws: Workspace, *, recipe: str | None = Non
             created = True
         r = with_checkpoint(get_recipe(config["recipe"], ws.root), config.get("model_path"))
         train, dev_examples, splits = load_data(comp, config["mode"], config["pool_dev"])
-        task = get_task(comp.task)
-        known = task.metrics(task.label_info(train, {}))
+        task = comp.kind
+        if not train:
+            raise HarnessError(f"competition '{comp.name}' has no labelled training examples to search on")
+        known = task.metrics(task.label_info(train))
         if config["metric"] not in known:
             raise HarnessError(f"metric '{config['metric']}' is not scored for this competition",
                                hint=f"use --metric with one of {', '.join(known)}")
         fold_of = None
         if config["mode"] == "kfold":
-            fold_of = get_task(comp.task).folds(train, int(config["folds"]), int(config["seed"]), splits)
+            fold_of = task.folds(train, int(config["folds"]), int(config["seed"]), splits)
         fp = fingerprint(train, fold_of) + ("" if dev_examples is None else "-" + fingerprint(dev_examples))
         if created:
             config["data"] = {"n": len(train), "n_dev": len(dev_examples or []), "fingerprint": fp}
             defaults = default_trial_params(
-                SearchSetup(comp, ws, study, url, config, r).params({}), config["space"])
+                SearchSetup(comp, ws, study, url, config, r).params({}).flat(), config["space"])
             joined = create_study_once(store, study, config, defaults)
             if joined is not None:  # another host (or process) created it a moment ago: join its study
                 diff = _differences(joined, {k: config[k] for k in asked})
@@ -276,91 +312,83 @@ def prepare_search(comp: Competition, ws: Workspace, *, recipe: str | None = Non
 
 # ---- one trial ------------------------------------------------------------------------------
 
-def run_trial(setup: SearchSetup, trial) -> float:
-    """Train (and score) one trial; write its folder atomically; return the objective."""
+def run_trial(setup: SearchSetup, trial, echo: Callable | None = None) -> float:
+    """Train (and score) one trial into its run folder (visible only once complete); return the objective."""
     optuna = import_optuna()
-    from harness.train.loop import train_model
+    from harness.train.loop import fit
 
-    cfg = setup.config
-    metric = cfg["metric"]
-    sampled = suggest(trial, cfg["space"])
-    params = setup.params(sampled)
-    partial, final = setup.partial_dir(trial.number), setup.trial_dir(trial.number)
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    extra = {"competition": setup.comp.name, "study": setup.name, "trial": trial.number}
+    study_cfg, task = setup.config, setup.task
+    metric = study_cfg["metric"]
+    sampled = suggest(trial, study_cfg["space"])
+    cfg = setup.params(sampled)
+    ref = trial_ref(setup.name, trial.number)
+    extra = {"competition": setup.comp.name, "study": setup.name, "trial": trial.number, "ref": ref}
     attrs: dict = {}
     t0 = time.time()
-    if cfg["mode"] == "dev":
-        def on_epoch(epoch: int, entry: dict) -> None:
-            trial.report(float(entry[metric]), epoch)
-            if epoch < int(params["epochs"]) and trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at epoch {epoch} ({metric} {entry[metric]:.2f})")
+    lines = (lambda text: echo(f"  trial {trial.number} {text}")) if echo else None
+    with RunBuilder(setup.trial_dir(trial.number), ref) as build:
+        if study_cfg["mode"] == "dev":
+            def on_epoch(epoch: int, entry: dict) -> None:
+                trial.report(float(entry[metric]), epoch)
+                if epoch < cfg.training.epochs and trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at epoch {epoch} ({metric} {entry[metric]:.2f})")
 
-        result = train_model(setup.recipe, params, setup.train, partial, dev_examples=setup.dev,
-                             lang=setup.comp.lang, on_epoch=on_epoch, progress=False, extra_config=extra,
-                             task=setup.comp.task)
-        value = float(result.best[metric])
-        attrs.update(best_epoch=result.best_epoch, **result.best,
-                     history=[{k: h.get(k) for k in ("epoch", "loss", *result.best)} for h in result.history])
-        logits = result.dev_logits
-        scored = setup.dev
-        del result
-    else:
-        logits, value, fold_attrs = _run_folds(setup, trial, params, partial, extra)
-        attrs.update(fold_attrs)
-        scored = setup.train
-    tuned = None
-    if setup.task.tunes_decoding:
-        grid = decoding_grid(cfg.get("decoding_space", {}), params, scored)
-        tuned = tune_decoding(logits, scored, grid, metric, base=params)
-        attrs.update(decoding=tuned["params"], decoded_em=tuned["em"], decoded_f1=tuned["f1"])
-    # predict/submit/refit of this trial use the tuned decoding
-    if tuned is not None and tuned[metric] > tuned["base"][metric]:
-        config_path = partial / "config.json"
-        run_config = read_json(config_path)
-        run_config["params"] = {**run_config.get("params", params), **tuned["params"]}
-        run_config["decoding_tuned"] = {"from": {k: params.get(k) for k in DECODING_PARAMS}, **tuned}
-        atomic_write_text(config_path, json.dumps(run_config, indent=2, ensure_ascii=False, default=str))
-    attrs["dir"] = str(final.relative_to(setup.ws.root))
-    attrs["seconds"] = round(time.time() - t0, 1)
-    # the trial record, written last: its presence marks a complete trial folder
-    atomic_write_text(partial / TRIAL_FILE, json.dumps(
-        {"number": trial.number, "value": value, "metric": metric, "params": sampled, "full_params": params,
-         "user_attrs": attrs}, indent=2, default=str))
-    if final.exists():  # a stale folder of an earlier attempt with this number
-        shutil.rmtree(final)
-    os.replace(partial, final)
+            result = fit(task, setup.recipe, cfg, setup.train, build.path, dev_examples=setup.dev, on_epoch=on_epoch,
+                         progress=False, echo=lines, cache_dir=setup.ws.cache, extra={**extra, "mode": "dev"})
+            value = float(result.best[metric])
+            attrs.update(best_epoch=result.best_epoch, **result.best,
+                         history=[{k: h.get(k) for k in ("epoch", "loss", *result.best)} for h in result.history])
+            logits, scored = result.dev_logits, setup.dev
+            require = [CONFIG, METRICS, "logits/dev.npz", f"{MODEL}/config.json"]
+            del result
+        else:
+            logits, value, fold_attrs = _run_folds(setup, trial, cfg, build.path, extra, lines)
+            attrs.update(fold_attrs)
+            scored, require = setup.train, [CONFIG, METRICS, "logits/oof.npz"]
+        tuned = task.tune_decoding(logits, scored, cfg, study_cfg.get("decoding_space", {}), metric)
+        if tuned is not None:
+            attrs.update(decoding=tuned["params"], **{f"decoded_{m}": tuned[m] for m in task.metrics({}) if m in tuned})
+            if tuned[metric] > tuned["base"][metric]:  # predict/submit/refit of this trial decode the tuned way
+                run_config = read_json(build.path / CONFIG)
+                tuned_cfg = cfg.with_params(tuned["params"], "decoding tuned on the trial's logits")
+                atomic_write_json(build.path / CONFIG, {**run_config, **tuned_cfg.to_dict(),
+                                                        "decoding_tuned": {"from": cfg.to_dict()["decoding"], **tuned}})
+        attrs["dir"] = str(setup.trial_dir(trial.number).relative_to(setup.ws.root))
+        attrs["seconds"] = round(time.time() - t0, 1)
+        atomic_write_json(build.path / TRIAL_RECORD, {"number": trial.number, "value": value, "metric": metric,
+                                                      "params": sampled, "full_params": cfg.flat(),
+                                                      "user_attrs": attrs})
+        build.commit(require=require)
     for k, v in attrs.items():
         trial.set_user_attr(k, v)
     return value
 
 
-def _run_folds(setup: SearchSetup, trial, params: dict, trial_dir: Path, extra: dict):
+def _run_folds(setup: SearchSetup, trial, cfg: RunConfig, trial_path: Path, extra: dict, echo):
     optuna = import_optuna()
-    from harness.train.loop import train_model
+    from harness.train.loop import fit
 
-    cfg = setup.config
-    task = setup.task
-    metric, k = cfg["metric"], int(cfg["folds"])
+    study_cfg, task = setup.config, setup.task
+    metric, k = study_cfg["metric"], int(study_cfg["folds"])
     examples, fold_of = setup.train, setup.folds
-    wilcoxon = cfg["pruner"]["name"] == "wilcoxon"
+    wilcoxon = study_cfg["pruner"]["name"] == "wilcoxon"
     scores, parts, fold_info = [], [], []
-    info = task.label_info(examples, params)
+    info = task.label_info(examples)
     for f in range(k):
         held = np.flatnonzero(fold_of == f)
-        fit = np.flatnonzero(fold_of != f)
-        fold_dir = trial_dir / "folds" / str(f)
-        result = train_model(setup.recipe, params, [examples[i] for i in fit], fold_dir,
-                             dev_examples=[examples[i] for i in held], lang=setup.comp.lang, progress=False,
-                             extra_config={**extra, "fold": f, "folds": k}, save_model=False, task=task.kind,
-                             label_info=info)
+        fit_rows = np.flatnonzero(fold_of != f)
+        fold_dir = trial_path / "folds" / str(f)
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        fold_echo = (lambda text, f=f: echo(f"fold {f}: {text}")) if echo else None
+        result = fit(task, setup.recipe, cfg, [examples[i] for i in fit_rows], fold_dir,
+                     dev_examples=[examples[i] for i in held], info=info, save_model=False, progress=False,
+                     echo=fold_echo, cache_dir=setup.ws.cache, extra={**extra, "fold": f, "folds": k})
         parts.append((held, result.dev_logits))
         score = float(result.best[metric])
         scores.append(score)
         fold_info.append({"fold": f, "n": len(held), "best_epoch": result.best_epoch, **result.best})
         del result
-        shutil.rmtree(fold_dir / "model", ignore_errors=True)
+        shutil.rmtree(fold_dir / MODEL, ignore_errors=True)
         shutil.rmtree(fold_dir / "logits", ignore_errors=True)  # merged into oof.npz below
         # WilcoxonPruner pairs the folds' own scores across trials; the others see the running mean
         trial.report(score if wilcoxon else float(np.mean(scores)), f)
@@ -371,16 +399,14 @@ def _run_folds(setup: SearchSetup, trial, params: dict, trial_dir: Path, extra: 
     meta = {"split": "oof", "study": setup.name, "trial": trial.number, "folds": k,
             "fold_of": [int(x) for x in fold_of], "splits": setup.splits}
     oof = task.merge_folds(parts, ids, meta)
-    merged = task.evaluate(oof, examples, params, info)
-    task.save_logits(trial_dir / "logits" / "oof.npz", oof, meta)
+    merged = task.evaluate(oof, examples, cfg, info)
+    task.save_logits(trial_path / "logits" / "oof.npz", oof, meta)
     value = float(np.mean(scores))
-    config = {"recipe": setup.recipe.name, "checkpoint": setup.recipe.checkpoint, "task": task.kind,
-              "lang": setup.comp.lang, "params": params, "label_info": info, "n_train": len(examples),
-              "mode": "kfold", **extra, "folds": k, "pool_dev": cfg["pool_dev"]}
-    atomic_write_text(trial_dir / "config.json", json.dumps(config, indent=2, ensure_ascii=False, default=str))
+    atomic_write_json(trial_path / CONFIG, {**cfg.to_dict(), "label_info": info, "n_train": len(examples),
+                                            "mode": "kfold", **extra, "folds": k, "pool_dev": study_cfg["pool_dev"],
+                                            "fold_best_epochs": [fi["best_epoch"] for fi in fold_info]})
     oof_scores = {m: merged[m] for m in task.metrics(info)}
-    metrics = {"folds": fold_info, "mean": {metric: value}, "oof": oof_scores}
-    atomic_write_text(trial_dir / "metrics.json", json.dumps(metrics, indent=2))
+    atomic_write_json(trial_path / METRICS, {"folds": fold_info, "mean": {metric: value}, "oof": oof_scores})
     attrs = {"fold_scores": scores, "folds": fold_info, **{f"oof_{m}": v for m, v in oof_scores.items()}}
     return oof, value, attrs
 
@@ -394,7 +420,7 @@ def keep_top_models(setup: SearchSetup, study, keep: int) -> None:
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     ranked = sorted(done, key=lambda t: (-t.value, t.number))
     for t in ranked[max(keep, 0):]:
-        shutil.rmtree(setup.trial_dir(t.number) / "model", ignore_errors=True)
+        Run(setup.trial_dir(t.number)).drop_model()
 
 
 # ---- the worker loop ------------------------------------------------------------------------
@@ -415,7 +441,6 @@ def worker_loop(setup: SearchSetup, n_trials: int, deadline: float | None = None
     the number of trials this worker ran."""
     optuna = import_optuna()
     from optuna.trial import TrialState
-
     from tqdm.auto import tqdm
 
     study = setup.load_study(worker_index)
@@ -446,7 +471,7 @@ def worker_loop(setup: SearchSetup, n_trials: int, deadline: float | None = None
             t0 = time.time()
             state, value, note = TrialState.COMPLETE, None, ""
             try:
-                value = run_trial(setup, trial)
+                value = run_trial(setup, trial, write)
             except optuna.TrialPruned as e:
                 clear_frames(e)
                 state, note = TrialState.PRUNED, str(e)
@@ -454,19 +479,21 @@ def worker_loop(setup: SearchSetup, n_trials: int, deadline: float | None = None
                 trial.set_user_attr("requeued", True)
                 study.tell(trial, state=TrialState.FAIL)
                 study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
-                shutil.rmtree(setup.partial_dir(trial.number), ignore_errors=True)
+                raise
+            except TrainingDiverged as e:  # a bad configuration: FAIL, and go on
+                clear_frames(e)
+                state, note = TrialState.FAIL, e.message
+                trial.set_user_attr("error", note[:2000])
+            except StorageLost:  # the trial stays RUNNING: the rerun's dead-trial recovery re-queues it
                 raise
             except HarnessError:
                 study.tell(trial, state=TrialState.FAIL)
-                shutil.rmtree(setup.partial_dir(trial.number), ignore_errors=True)
                 raise
-            except Exception as e:  # a bad configuration (NaN, ...): record it, go on
+            except Exception as e:  # a bad configuration the loop did not name: record it, go on
                 clear_frames(e)
                 state, note = TrialState.FAIL, f"{type(e).__name__}: {e}"
                 trial.set_user_attr("error", note[:2000])
             finally:
-                if state != TrialState.COMPLETE or value is None:
-                    shutil.rmtree(setup.partial_dir(trial.number), ignore_errors=True)
                 free_memory()
             if state == TrialState.COMPLETE:
                 study.tell(trial, value)
@@ -506,6 +533,20 @@ def _trial_line(study, number: int, state, value, metric: str, seconds: float, n
 
 # ---- the command ----------------------------------------------------------------------------
 
+def check_search_arguments(*, n_trials: int, timeout: float | None, folds: int | None, n_jobs: int, keep: int,
+                           seed: int | None) -> None:
+    """One line for each argument of ``harness search`` out of range (checked before any study is touched)."""
+    checks = [(n_trials, "--trials", lambda v: isinstance(v, int) and v >= 1, "a whole number >= 1"),
+              (timeout, "--timeout", lambda v: v is None or (isinstance(v, (int, float)) and v > 0), "seconds > 0"),
+              (folds, "--folds", lambda v: v is None or (isinstance(v, int) and v >= 2), "a whole number >= 2"),
+              (n_jobs, "--n-jobs", lambda v: isinstance(v, int) and v >= 1, "a whole number >= 1"),
+              (keep, "--keep", lambda v: isinstance(v, int) and v >= 0, "a whole number >= 0"),
+              (seed, "--seed", lambda v: v is None or (isinstance(v, int) and v >= 0), "a whole number >= 0")]
+    for value, flag, ok, what in checks:
+        if not ok(value):
+            raise HarnessError(f"{flag} {value}: must be {what}")
+
+
 def run_search(comp: Competition, ws: Workspace, *, recipe: str | None = None, n_trials: int = DEFAULT_TRIALS,
                timeout: float | None = None, folds: int | None = None, dev: bool | None = None,
                metric: str | None = None, study: str | None = None, storage: str | None = None, n_jobs: int = 1,
@@ -518,18 +559,17 @@ def run_search(comp: Competition, ws: Workspace, *, recipe: str | None = None, n
     ``n_trials`` counts the whole study, so the same command started again finishes what a
     killed one left. ``n_jobs`` > 1 starts that many worker processes on one journal storage.
     """
-    if n_jobs < 1:
-        raise HarnessError("--n-jobs must be at least 1")
+    check_search_arguments(n_trials=n_trials, timeout=timeout, folds=folds, n_jobs=n_jobs, keep=keep, seed=seed)
     setup, created = prepare_search(
         comp, ws, recipe=recipe, study=study, storage=storage, n_jobs=n_jobs, folds=folds, dev=dev, metric=metric,
         overrides=overrides, model_path=model_path, pool_dev=pool_dev, space=space, sampler=sampler, pruner=pruner,
         seed=seed, new=new, echo=echo)
+    ws.sweep()  # what killed trials left (their partial folders, stale temporary files)
     cfg = setup.config
     scoring = "dev" if cfg["mode"] == "dev" else (
-        f"{cfg['folds']}-fold {'grouped' if comp.task == 'qa' else 'stratified'}"
-        f"{' (train+dev pooled)' if cfg['pool_dev'] else ''}")
+        f"{cfg['folds']}-fold ({comp.kind.fold_rule})" f"{' (train+dev pooled)' if cfg['pool_dev'] else ''}")
     echo(f"{'new' if created else 'resuming'} study '{setup.name}': recipe {cfg['recipe']}, {scoring} {cfg['metric']}, "
-         f"{len(setup.train)} questions, sampler {cfg['sampler']['name']}, pruner {cfg['pruner']['name']}; "
+         f"{len(setup.train)} {comp.kind.unit}, sampler {cfg['sampler']['name']}, pruner {cfg['pruner']['name']}; "
          f"space: {', '.join(cfg['space']) or '(empty)'}")
     deadline = time.time() + timeout if timeout else None
     children = []
@@ -631,7 +671,7 @@ def open_setup(ws: Workspace, name: str, comp: Competition, storage: str | None 
     config, url = load_config(ws, name, storage)
     recipe = with_checkpoint(get_recipe(config["recipe"], ws.root), config.get("model_path"))
     train, dev, splits = load_data(comp, config["mode"], config["pool_dev"])
-    fold_of = get_task(comp.task).folds(train, int(config["folds"]), int(config["seed"]), splits) \
+    fold_of = comp.kind.folds(train, int(config["folds"]), int(config["seed"]), splits) \
         if config["mode"] == "kfold" else None
     return SearchSetup(comp, ws, name, url, config, recipe, train, dev, splits, fold_of)
 

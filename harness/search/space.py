@@ -14,7 +14,7 @@ import ast
 import copy
 
 from harness.common.errors import HarnessError
-from harness.recipes import Recipe
+from harness.common.names import unknown_hint
 from harness.search.storage import import_optuna
 
 SAMPLERS = {"tpe": "TPESampler", "random": "RandomSampler", "gp": "GPSampler", "qmc": "QMCSampler",
@@ -85,27 +85,42 @@ def _scipy_available() -> bool:
     return True
 
 
-def check_space(space: dict, recipe: Recipe) -> dict:
-    """Validate ``{param: ["log"|"float"|"int", lo, hi(, step)] | ["cat", [choices]]}``."""
-    known = recipe.params()
+def check_space(space: dict, source: str = "search space") -> dict:
+    """Validate ``{param: ["log"|"float"|"int", lo, hi(, step)] | ["cat", [choices]]}``: known parameters,
+    well-formed entries, and every value the entry can produce allowed for the parameter."""
+    from harness.config import PARAMS, SPECS, check_value
+
+    if not isinstance(space, dict):
+        raise HarnessError(f"{source}: expected a table of parameters, got {type(space).__name__}")
     out = {}
     for name, spec in space.items():
-        if name not in known:
-            raise HarnessError(f"search space names unknown parameter '{name}'",
-                               hint=f"known: {', '.join(sorted(known))}")
+        if name not in SPECS:
+            raise HarnessError(f"{source}: unknown parameter '{name}'", hint=unknown_hint(name, PARAMS, "parameters"))
         if not isinstance(spec, (list, tuple)) or not spec or spec[0] not in ("log", "float", "int", "cat"):
-            raise HarnessError(f"bad search space entry {name} = {spec!r}",
+            raise HarnessError(f"{source}: bad entry {name} = {spec!r}",
                                hint='use ["log", lo, hi], ["float", lo, hi], ["int", lo, hi] or ["cat", [a, b]]')
         kind = spec[0]
         if kind == "cat":
             if len(spec) != 2 or not isinstance(spec[1], (list, tuple)) or not spec[1]:
-                raise HarnessError(f"bad search space entry {name} = {spec!r}", hint='["cat", [choice, ...]]')
+                raise HarnessError(f"{source}: bad entry {name} = {spec!r}", hint='["cat", [choice, ...]]')
+            for choice in spec[1]:
+                check_value(name, choice, f"{source} {name}")
             out[name] = ["cat", list(spec[1])]
         else:
-            if len(spec) not in (3, 4) or not all(isinstance(v, (int, float)) for v in spec[1:]) or spec[1] > spec[2]:
-                raise HarnessError(f"bad search space entry {name} = {spec!r}", hint=f'["{kind}", low, high]')
+            numbers = spec[1:]
+            if (len(spec) not in (3, 4) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                    for v in numbers) or spec[1] > spec[2]):
+                raise HarnessError(f"{source}: bad entry {name} = {spec!r}", hint=f'["{kind}", low, high]')
             if kind == "log" and spec[1] <= 0:
-                raise HarnessError(f"search space {name}: a log range needs low > 0")
+                raise HarnessError(f"{source}: {name}: a log range needs low > 0")
+            if kind != "int" and SPECS[name][1].metadata["kind"] is int:
+                raise HarnessError(f"{source}: {name} = {spec!r}: {name} is an integer",
+                                   hint='["int", low, high] or ["cat", [...]]')
+            if kind == "int" and (SPECS[name][1].metadata["kind"] is not int
+                                  or not all(float(v).is_integer() for v in numbers)):
+                raise HarnessError(f"{source}: {name} = {spec!r}: an int range needs an integer parameter and bounds")
+            for bound in spec[1:3]:
+                check_value(name, int(bound) if kind == "int" else bound, f"{source} {name}")
             out[name] = [kind, *spec[1:]]
     return out
 

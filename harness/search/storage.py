@@ -44,13 +44,15 @@ import warnings
 from pathlib import Path
 
 from harness.common.errors import HarnessError
-from harness.common.workspace import Workspace, check_name
+from harness.common.io import read_json
+from harness.common.names import check_name
+from harness.common.workspace import Workspace
+from harness.runs import TRIAL_RECORD
 
 CONFIG_ATTR = "harness_search"
 SEARCH_FILE = "search.json"
 SQLITE_FILE = "study.db"
 JOURNAL_FILE = "journal.log"
-TRIAL_FILE = "trial.json"
 PASSWORD_ENV = "HARNESS_STORAGE_PASSWORD"
 POSTGRES_HINT = "pip install 'harness[postgres]' (psycopg 3), or pip install psycopg2-binary"
 JOIN_WAIT_S = 30.0          # how long a joining worker waits for the creator to store the configuration
@@ -68,14 +70,6 @@ def import_optuna():
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna
-
-
-def read_json(path: Path) -> dict:
-    """A JSON file's object; {} when it is missing or unreadable."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 # ---- storage URLs and passwords --------------------------------------------------------------
@@ -696,7 +690,7 @@ def recover_dead_trials(setup, echo=print) -> list[int]:
         if alive is None:
             echo(f"note: trial {t.number} is running on {info.get('host')} (pid {info.get('pid')}); left alone")
             continue
-        done = read_json(setup.trial_dir(t.number) / TRIAL_FILE)
+        done = read_json(setup.trial_dir(t.number) / TRIAL_RECORD)
         if done.get("value") is not None:
             for k, v in done.get("user_attrs", {}).items():
                 store.set_trial_user_attr(t._trial_id, k, v)

@@ -1,0 +1,1 @@
+"""Task kinds (extractive QA, classification/regression): see :mod:`harness.tasks.base`."""

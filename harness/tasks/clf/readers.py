@@ -27,9 +27,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
 
+from harness.common.errors import DataError
 from harness.tasks.clf.example import TextExample
 from harness.tasks.qa.readers import _hf_offline_hint, _load_hf, json_lines
-from harness.common.errors import DataError
 
 LAYOUTS = ("csv", "tsv", "jsonl", "hf")
 _SUFFIX_LAYOUT = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",

@@ -60,11 +60,12 @@ from typing import Sequence
 
 import numpy as np
 
-from harness.runs import LogitSet
-from harness.tasks.qa.example import Example
 from harness.tasks.qa.decode import Predictions, best_spans, decode_windows
+from harness.tasks.qa.example import Example
+from harness.tasks.qa.logits import LogitSet
 from harness.tasks.qa.metrics import detect_lang, f1_score, normalize_answer
-from harness.weights import normalise as _weights, search_weights
+from harness.weights import normalise as _weights
+from harness.weights import search_weights
 
 FLOOR = np.float32(np.log(1e-8))  # log-prob of a character a member cannot score (log-prob space)
 

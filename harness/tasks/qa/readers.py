@@ -20,8 +20,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from harness.tasks.qa.example import Example
 from harness.common.errors import DataError
+from harness.tasks.qa.example import Example
 
 log = logging.getLogger(__name__)
 

@@ -1,31 +1,33 @@
-"""Extractive QA as a task kind: what the generic loop, search and submit need to know about it.
+"""Extractive QA as a task kind: what the generic loop, search, submit and board need to know about it.
 
 Examples are :class:`~harness.tasks.qa.example.Example`; encoded rows are sliding ``Windows``; a
-model's output on a split is a :class:`~harness.runs.LogitSet` (start/end logits per window);
-predictions are ``{id: answer text}`` scored by EM/F1 (``harness.tasks.qa.metrics``).
+model's output on a split is a :class:`~harness.tasks.qa.logits.LogitSet` (start/end logits per
+window); predictions are ``{id: answer text}`` scored by EM/F1 (:mod:`harness.tasks.qa.metrics`).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 
-from harness.runs import LogitSet, load_logits, save_logits
-from harness.train.batching import forward_batches
+from harness.common.errors import HarnessError
+from harness.scores import QA
+from harness.tasks.base import DemoSpec
 from harness.tasks.qa.example import Example
+from harness.tasks.qa.logits import LogitSet, load_logits, save_logits
 from harness.tasks.qa.windows import Windows, make_windows
+from harness.train.batching import forward_batches
+
+DECODING_PARAMS = frozenset({"max_answer_length", "n_best", "null_threshold"})
 
 
-def qa_windows(tokenizer, examples: Sequence[Example], params: dict, train: bool, lang: str) -> Windows:
-    split_chars = params.get("split_chars")
-    if split_chars is None:
-        split_chars = lang == "zh"
-    return make_windows(
-        tokenizer, examples, max_length=int(params["max_length"]), doc_stride=int(params["doc_stride"]),
-        max_query_length=int(params["max_query_length"]), with_labels=train,
-        max_offset=params.get("max_offset") if train else None, seed=int(params["seed"]), split_chars=split_chars,
-    )
+def window_kwargs(w, lang: str, train: bool) -> dict:
+    """``make_windows`` arguments of a configuration's :class:`~harness.config.WindowArgs`."""
+    return dict(max_length=w.max_length, doc_stride=w.doc_stride, max_query_length=w.max_query_length,
+                with_labels=train, max_offset=w.max_offset if train else None,
+                split_chars=(lang == "zh") if w.split_chars is None else w.split_chars)
 
 
 def predict_windows(model, windows: Windows, batch_size: int = 64, accelerator=None,
@@ -42,18 +44,6 @@ def predict_windows(model, windows: Windows, batch_size: int = 64, accelerator=N
     start[beyond] = -1e4
     end[beyond] = -1e4
     return start, end
-
-
-def evaluate_logits(windows, start, end, examples, params) -> dict:
-    """Decode window logits into answers and score them against the examples' references."""
-    from harness.tasks.qa.decode import decode_windows
-    from harness.tasks.qa.metrics import qa_scores
-
-    preds = decode_windows(start, end, windows, examples, max_answer_length=int(params["max_answer_length"]),
-                           n_best=int(params["n_best"]), null_threshold=params.get("null_threshold"))
-    answers = preds.to_dict()
-    scores = qa_scores(answers, {ex.id: list(ex.answers) for ex in examples})
-    return {"em": scores["em"], "f1": scores["f1"], "answers": answers}
 
 
 def merge_fold_logits(parts: Sequence[tuple[np.ndarray, object, np.ndarray, np.ndarray]], example_ids: list[str],
@@ -96,11 +86,25 @@ def merge_fold_logits(parts: Sequence[tuple[np.ndarray, object, np.ndarray, np.n
     return LogitSet(windows, cat["start"][order], cat["end"][order], dict(meta or {}))
 
 
+def _references(examples) -> dict:
+    return {ex.id: list(ex.answers) for ex in examples if ex.labelled}
+
+
 class QATask:
     kind = "qa"
+    unit = "questions"
+    layouts = ("squad", "hw7", "csv", "jsonl", "hf")
+    read_options = frozenset({"config", "id_col", "question_col", "context_col", "answer_col", "answer_start_col",
+                              "group_col", "cache_dir"})
+    fold_rule = "grouped by paragraph"
+    metric_names = ("em", "f1")
+    default_metric = "em"
+    submission_columns = ("ID", "Answer")
+    param_defaults: Mapping = {}
+    unused_params = frozenset({"vocab_size"})  # a tokenizer setting, not a search dimension
+    decoding_params = DECODING_PARAMS
+    ensemble_options = {"agg": ("max", "mean"), "space": ("logprob", "prob")}
     model_class = "AutoModelForQuestionAnswering"
-    unused_params = frozenset()  # every recipe parameter matters
-    tunes_decoding = True  # search tunes max_answer_length / null_threshold on saved logits
 
     # ---- data
     def read(self, location: str, layout: str, **options) -> list[Example]:
@@ -110,81 +114,132 @@ class QATask:
             options["split"] = {"dev": "validation"}.get(options["split"], options["split"])
         return read_examples(location, layout=layout, **options)
 
-    def label_info(self, examples: Sequence[Example], params: dict) -> dict:
+    def detect_layout(self, path: str) -> str:
+        from harness.tasks.qa.readers import detect_layout
+
+        p = Path(path).expanduser()
+        if not p.exists() and p.suffix.lower() not in (".json", ".csv", ".tsv", ".jsonl", ".ndjson"):
+            return "hf"  # a Hugging Face data set name
+        return detect_layout(p)
+
+    def texts(self, examples: Sequence[Example]) -> list[str]:
+        return list(dict.fromkeys(t for ex in examples for t in (ex.context, ex.question)))
+
+    def label_info(self, examples: Sequence[Example]) -> dict:
         return {}
 
-    def metrics(self, info: dict | None = None) -> tuple[str, ...]:
-        return ("em", "f1")
+    def reference(self, example: Example) -> str:
+        return " | ".join(example.answers)
 
-    def num_labels(self, info: dict) -> int | None:
-        return None
+    def metrics(self, info: Mapping | None = None) -> tuple[str, ...]:
+        return self.metric_names
 
-    def tokenizer_texts(self, examples: Sequence[Example]) -> list[str]:
-        seen, out = set(), []
-        for ex in examples:
-            for t in (ex.context, ex.question):
-                if t not in seen:
-                    seen.add(t)
-                    out.append(t)
-        return out
+    def head(self, info: Mapping) -> dict:
+        return {}
 
-    def encode(self, tokenizer, examples, params: dict, train: bool, lang: str, info: dict) -> Windows:
-        rows = qa_windows(tokenizer, examples, params, train, lang)
+    def check_config(self, cfg) -> None:
+        w = cfg.windows
+        if w.max_offset is None and w.doc_stride >= w.max_length - w.max_query_length - 3:
+            raise HarnessError(f"doc_stride={w.doc_stride} must be smaller than the context part of a window "
+                               f"(max_length {w.max_length} - max_query_length {w.max_query_length} - 3 special "
+                               "tokens)", hint="lower doc_stride or max_query_length, or raise max_length")
+
+    # ---- rows and logits
+    def encode(self, tokenizer, examples, cfg, train: bool, info: Mapping, cache_dir=None) -> Windows:
+        kwargs = window_kwargs(cfg.windows, cfg.lang, train)
+        if cache_dir is not None:
+            from harness.cache import ENCODINGS, cached_windows
+
+            rows = cached_windows(Path(cache_dir) / ENCODINGS, tokenizer, examples, seed=cfg.training.seed, **kwargs)
+        else:
+            rows = make_windows(tokenizer, examples, seed=cfg.training.seed, **kwargs)
         if train and len(rows) == 0:
-            from harness.common.errors import HarnessError
-
             raise HarnessError("no training windows: the training set has no answered questions")
         return rows
 
-    # ---- logits
-    def predict(self, model, rows: Windows, info: dict, batch_size: int, accelerator=None,
+    def predict(self, model, rows: Windows, info: Mapping, batch_size: int, accelerator=None,
                 progress: bool = False) -> LogitSet:
         start, end = predict_windows(model, rows, batch_size, accelerator, progress)
         return LogitSet(rows, start, end, {})
 
-    def evaluate(self, logits: LogitSet, examples, params: dict, info: dict) -> dict:
+    def evaluate(self, logits: LogitSet, examples, cfg, info: Mapping) -> dict:
         """``{"em", "f1", "predictions"}`` of decoded logits."""
-        out = evaluate_logits(logits.windows, logits.start_logits, logits.end_logits, examples, params)
-        return {"em": out["em"], "f1": out["f1"], "predictions": out["answers"]}
+        from harness.tasks.qa.decode import decode_windows
+        from harness.tasks.qa.metrics import qa_scores
 
-    def save_logits(self, path, logits: LogitSet, meta: dict):
-        return save_logits(path, logits.windows, logits.start_logits, logits.end_logits, meta)
+        d = cfg.decoding
+        preds = decode_windows(logits.start_logits, logits.end_logits, logits.windows, examples,
+                               max_answer_length=d.max_answer_length, n_best=d.n_best,
+                               null_threshold=d.null_threshold).to_dict()
+        scores = qa_scores(preds, _references(examples))
+        return {"em": scores["em"], "f1": scores["f1"], "predictions": preds}
+
+    def save_logits(self, path, logits: LogitSet, meta: Mapping):
+        return save_logits(path, logits.windows, logits.start_logits, logits.end_logits, dict(meta))
 
     def load_logits(self, path) -> LogitSet:
         return load_logits(path)
 
-    def merge_folds(self, parts, example_ids: list[str], meta: dict) -> LogitSet:
+    def merge_folds(self, parts, example_ids: list[str], meta: Mapping) -> LogitSet:
         """One set over all examples from per-fold ``(global_index, LogitSet)``."""
         return merge_fold_logits([(g, ls.windows, ls.start_logits, ls.end_logits) for g, ls in parts],
-                                 example_ids, meta)
+                                 example_ids, dict(meta))
 
     def folds(self, examples, k: int, seed: int, splits=None) -> np.ndarray:
         from harness.folds import grouped_folds
 
         return grouped_folds(examples, k, seed, splits)
 
-    # ---- ensembles, scores, the leaderboard
-    def ensemble(self, members, examples, weights, params: dict, agg: str = "max", space: str = "logprob") -> dict:
+    def tune_decoding(self, logits: LogitSet, examples, cfg, space: Mapping, metric: str) -> dict | None:
+        """Best ``max_answer_length`` / ``null_threshold`` for saved logits (see :mod:`harness.tasks.qa.tune`)."""
+        from dataclasses import asdict
+
+        from harness.tasks.qa.tune import decoding_grid, tune_decoding
+
+        base = asdict(cfg.decoding)
+        grid = decoding_grid(space, {**base, "max_length": cfg.windows.max_length}, examples)
+        return tune_decoding(logits, examples, grid, metric, base=base)
+
+    # ---- ensembles, scores, the board
+    def ensemble(self, members, examples, weights, cfg, options: Mapping) -> dict:
         """``{id: answer}`` of the weighted ensemble of members' logits (one member: the model itself)."""
         from harness.tasks.qa.ensemble import ensemble_answers
 
-        return ensemble_answers(members, examples, weights, agg=agg, space=space,
-                                max_answer_length=int(params["max_answer_length"]), n_best=int(params["n_best"]))
+        return ensemble_answers(members, examples, weights, agg=options.get("agg", "max"),
+                                space=options.get("space", "logprob"),
+                                max_answer_length=cfg.decoding.max_answer_length, n_best=cfg.decoding.n_best)
 
-    def fit_weights(self, members, examples, metric: str, method: str, params: dict, agg: str = "max",
-                    space: str = "logprob"):
+    def fit_weights(self, members, examples, metric: str, method: str, cfg, options: Mapping):
         from harness.tasks.qa.ensemble import fit_weights
 
-        return fit_weights(members, examples, metric=metric, method=method, agg=agg, space=space,
-                           max_answer_length=int(params["max_answer_length"]))
+        return fit_weights(members, examples, metric=metric, method=method, agg=options.get("agg", "max"),
+                           space=options.get("space", "logprob"), max_answer_length=cfg.decoding.max_answer_length)
 
-    def score(self, preds: dict, examples, info: dict) -> dict:
+    def score(self, preds: Mapping, examples, info: Mapping) -> dict:
         from harness.tasks.qa.metrics import qa_scores
 
-        scores = qa_scores(preds, {ex.id: list(ex.answers) for ex in examples if ex.labelled})
+        scores = qa_scores(preds, _references(examples))
         return {"em": scores["em"], "f1": scores["f1"]}
 
-    def record(self, ws, name, members, val_preds, val_examples, test_preds, test_gold, extra, info, metric):
-        from harness.board.store import record_submission
+    def board_stats(self, preds: Mapping, examples, info: Mapping):
+        """(QA's scheme, ids, [EM, F1] per question in 0..1) of the labelled examples; None without any."""
+        from harness.tasks.qa.metrics import qa_scores
+        from harness.tasks.qa.scoring import gold_references
 
-        return record_submission(ws, name, members, val_preds, val_examples, test_preds, test_gold, extra)
+        labelled = [ex for ex in examples or () if ex.labelled]
+        if not labelled:
+            return None
+        refs = gold_references(labelled)
+        per_id = qa_scores(preds, refs)["per_id"]
+        ids = list(refs)
+        return QA, ids, np.asarray([per_id[q] for q in ids], dtype=np.float64)
+
+    def score_file(self, path, gold, id_column: str, answer_column: str, info: Mapping | None = None):
+        from harness.tasks.qa.scoring import score_file
+
+        return score_file(path, gold, id_column=id_column, answer_column=answer_column)
+
+    def demo(self) -> DemoSpec:
+        from harness.tasks.qa.demo import generate_demo
+
+        return DemoSpec("demo", generate_demo, "hw7", "zh")

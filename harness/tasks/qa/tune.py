@@ -11,9 +11,9 @@ from typing import Sequence
 
 import numpy as np
 
-from harness.runs import LogitSet
 from harness.common.errors import HarnessError
 from harness.tasks.qa.decode import decode_windows
+from harness.tasks.qa.logits import LogitSet
 from harness.tasks.qa.metrics import qa_scores
 
 DECODING_PARAMS = ("max_answer_length", "n_best", "null_threshold")

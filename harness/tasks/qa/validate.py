@@ -10,8 +10,8 @@ from collections import Counter
 from dataclasses import replace
 from typing import Sequence
 
-from harness.tasks.qa.example import Example
 from harness.common.errors import DataError
+from harness.tasks.qa.example import Example
 
 SHOW = 5  # offenders named in one error message
 

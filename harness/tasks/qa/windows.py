@@ -35,8 +35,8 @@ from typing import Sequence
 
 import numpy as np
 
-from harness.tasks.qa.example import Example
 from harness.common.errors import HarnessError
+from harness.tasks.qa.example import Example
 
 NO_OFFSET = -1
 # Bump when make_windows produces different arrays for the same inputs: cached windows
