@@ -386,7 +386,7 @@ def test_two_workers_share_one_journal(ws):
 
 def test_recovery_of_dead_running_trials(ws):
     from harness.competition import load_competition
-    from harness.search.run import prepare_search
+    from harness.search.setup import prepare_search
     from harness.search.space import suggest
     from harness.search.storage import recover_dead_trials, study_lock
 

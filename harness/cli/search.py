@@ -80,7 +80,7 @@ def search(ctx, recipe, n_trials, timeout, folds, dev, pool_dev, metric, study, 
       harness trials; harness refit --trial best --seeds 1,2,3
     """
     from harness.config import parse_overrides
-    from harness.search.run import run_search
+    from harness.search.workers import run_search
 
     out = run_search(ctx.competition, ctx.workspace, recipe=recipe, n_trials=n_trials, timeout=timeout, folds=folds,
                      dev=dev, metric=metric, study=study, storage=storage, n_jobs=n_jobs,

@@ -670,7 +670,7 @@ def archive_study(name: str, url: str, store, study_dir: Path, echo) -> None:
 def recover_dead_trials(setup, echo=print) -> list[int]:
     """RUNNING trials of dead workers (this host): FAIL + re-queue, or COMPLETE when their dir is done.
 
-    ``setup`` is the study's :class:`harness.search.run.SearchSetup` (its storage, name and trial folders).
+    ``setup`` is the study's :class:`harness.search.setup.SearchSetup` (its storage, name and trial folders).
     Call with the study lock held. Returns the numbers of the trials handled.
     """
     optuna = import_optuna()
