@@ -293,8 +293,9 @@ class _Bucket:
         return self.rows[r], starts, ends, scores
 
 
-def _scan(out, thr, s, e, s_ok, e_ok, rows, lo, lo_b, hi_b, max_span, k, exhaustive, groups):
-    """Search one group of rows in chunks of about ``CHUNK_BYTES`` (appends to ``out``, sets ``thr``)."""
+def _scan(out, thr, used, s, e, s_ok, e_ok, rows, lo, lo_b, hi_b, max_span, k, exhaustive, groups):
+    """Search one group of rows in chunks of about ``CHUNK_BYTES``: appends to ``out``, sets each
+    row's own threshold in ``thr`` and the one its scan used in ``used``."""
     w = hi_b - lo_b
     per_row = (w + min(max_span, w)) * 4 * 6
     count = len(lo) if rows is None else len(rows)
@@ -303,14 +304,15 @@ def _scan(out, thr, s, e, s_ok, e_ok, rows, lo, lo_b, hi_b, max_span, k, exhaust
         part = rows[i: i + step] if rows is not None else slice(i, i + step)  # a slice: views, no copies
         b = _Bucket(s, e, s_ok, e_ok, part, lo_b, hi_b, max_span, k, exhaustive)
         thr[b.rows] = b.thr
+        scan = b.thr
         if groups is not None and not exhaustive and len(b.rows) > 1:
             # windows of one example in this chunk: each one's bound holds for all of them
             g, inv = np.unique(groups[b.rows], return_inverse=True)
             best = np.full(len(g), _LOWEST, np.float32)
             np.maximum.at(best, inv, b.thr)
-            out.append(b.spans(best[inv]))
-        else:
-            out.append(b.spans(b.thr))
+            scan = best[inv]
+        used[b.rows] = scan
+        out.append(b.spans(scan))
 
 
 def _span_candidates(s, e, s_ok, e_ok, max_span, k, groups=None, exhaustive=False, extent=None):
@@ -331,9 +333,10 @@ def _span_candidates(s, e, s_ok, e_ok, max_span, k, groups=None, exhaustive=Fals
                          (e > -np.inf) if e_ok is None else e_ok & (e > -np.inf))
     lo, hi = extent
     out = []
+    used = thr.copy()
     with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf, float32 overflow: see _Bucket
         for rows, lo_b, hi_b in _buckets(lo, hi, max_span):
-            _scan(out, thr, s, e, s_ok, e_ok, rows, lo, lo_b, hi_b, max_span, k, exhaustive, groups)
+            _scan(out, thr, used, s, e, s_ok, e_ok, rows, lo, lo_b, hi_b, max_span, k, exhaustive, groups)
     if not out:
         return none
     rows, starts, ends, scores = (np.concatenate(x) for x in zip(*out)) if len(out) > 1 else out[0]
@@ -343,8 +346,8 @@ def _span_candidates(s, e, s_ok, e_ok, max_span, k, groups=None, exhaustive=Fals
         best = np.full(int(groups.max()) + 1, _LOWEST, np.float32)
         np.maximum.at(best, groups, thr)
         thr = best[groups]
-        keep = scores >= thr[rows]
-        if not keep.all():
+        if (thr > used).any():  # some windows were scanned apart from a stronger one of their example
+            keep = scores >= thr[rows]
             rows, starts, ends, scores = rows[keep], starts[keep], ends[keep], scores[keep]
     return rows, starts, ends, scores, thr
 
