@@ -436,3 +436,28 @@ def test_hf_reimplementation_details():
     answers, nbest = postprocess_qa_predictions(windows, examples, np.zeros((1, 3), np.float32),
                                                 np.zeros((1, 3), np.float32))
     assert answers == {"x": "empty"} and nbest == {"x": [("empty", -1, -1, 0.0)]}
+
+
+def test_many_windows_in_buckets_equal_reference():
+    # enough windows of varied extent for the search to cut them into buckets by extent, keeping
+    # each example's windows in one bucket; windows shuffled
+    rng = np.random.default_rng(11)
+    windows, examples = _synthetic(rng, n_examples=700, length=40, question=3)
+    windows = windows.subset(rng.permutation(len(windows)))
+    ok = windows.context_mask
+    lo, hi = decode._extent(ok, ok)
+    assert len(decode._buckets(lo, hi, 8, windows.example_index.astype(np.int64))) > 1
+    s, e = rng.standard_normal((2, *windows.offsets.shape[:2])).astype(np.float32)
+    pred = decode_windows(s, e, windows, examples, max_answer_length=8, n_best=7)
+    _assert_same_predictions(pred, reference_decode(s, e, windows, examples, 8, 7))
+
+
+def test_best_spans_many_rows_in_buckets_equal_reference():
+    rng = np.random.default_rng(12)
+    s, e = rng.standard_normal((2, 700, 60)).astype(np.float32)
+    width = rng.integers(1, 60, 700)
+    ok = np.arange(60) < width[:, None]  # rows of very different extent
+    lo, hi = decode._extent(ok, ok)
+    assert len(decode._buckets(lo, hi, 9)) > 1
+    got = best_spans(s, e, ok, ok, max_span=9, n_best=6)
+    _assert_same_spans(got, reference_best_spans(s, e, ok, ok, 9, 6))

@@ -191,16 +191,33 @@ def _extent(s_ok: np.ndarray, e_ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return lo, hi
 
 
-def _buckets(lo: np.ndarray, hi: np.ndarray, max_span: int) -> list[tuple[np.ndarray | None, int, int]]:
-    """Groups of rows ``(rows, lo_b, hi_b)`` cut by extent (``rows`` None: all rows, in order)."""
+def _buckets(lo: np.ndarray, hi: np.ndarray, max_span: int, groups: np.ndarray | None = None
+             ) -> list[tuple[np.ndarray | None, int, int]]:
+    """Groups of rows ``(rows, lo_b, hi_b)`` cut by extent (``rows`` None: all rows, in order).
+
+    With ``groups`` (a row's example), the rows of one group stay in one bucket, in row order, and
+    the buckets in group order keep groups apart, so the candidates come out grouped.
+    """
     live = np.flatnonzero(hi > lo)
     if len(live) == 0:
         return []
     whole = [(None if len(live) == len(lo) else live, int(lo[live].min()), int(hi[live].max()))]
     if len(live) < 512:
         return whole
-    order = live[np.argsort(hi[live], kind="stable")]
-    parts = np.array_split(order, _MAX_BUCKETS)
+    if groups is None:
+        order = live[np.argsort(hi[live], kind="stable")]
+        parts = np.array_split(order, _MAX_BUCKETS)
+    else:  # buckets by the widest window of each group; a bucket's rows in (group, row) order
+        g = groups[live]
+        widest = np.zeros(int(g.max()) + 1, np.int64)
+        np.maximum.at(widest, g, hi[live])
+        by_width = np.argsort(widest, kind="stable")
+        rank = np.empty_like(by_width)
+        rank[by_width] = np.arange(len(by_width))
+        order = live[np.lexsort((live, g, rank[g]))]
+        cuts = np.searchsorted(rank[groups[order]], np.linspace(0, len(by_width), _MAX_BUCKETS + 1)[1:-1])
+        parts = [np.sort(p) for p in np.split(order, cuts)]
+        parts = [p[np.argsort(groups[p], kind="stable")] for p in parts if len(p)]
     split = [(r, int(lo[r].min()), int(hi[r].max())) for r in parts]
     cost = lambda bs: sum((len(lo) if r is None else len(r)) * (b - a + min(max_span, b - a)) for r, a, b in bs)  # noqa: E731
     return split if cost(split) < 0.8 * cost(whole) else whole
@@ -335,7 +352,7 @@ def _span_candidates(s, e, s_ok, e_ok, max_span, k, groups=None, exhaustive=Fals
     out = []
     used = thr.copy()
     with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf, float32 overflow: see _Bucket
-        for rows, lo_b, hi_b in _buckets(lo, hi, max_span):
+        for rows, lo_b, hi_b in _buckets(lo, hi, max_span, groups):
             _scan(out, thr, used, s, e, s_ok, e_ok, rows, lo, lo_b, hi_b, max_span, k, exhaustive, groups)
     if not out:
         return none
@@ -498,8 +515,8 @@ def _distinct(ex, c0, c1, sc, m):
 
 
 def _char_candidates(s, e, ok, windows, rows, max_answer_length, n_best, exhaustive=False):
-    """Candidates of the windows ``rows`` (None: all) as (example, c0, c1, score), grouped by
-    example, and the windows' thresholds."""
+    """Candidates of the windows ``rows`` (None: all) as (example, c0, c1, score), each example's
+    together, and the windows' thresholds."""
     offsets, exi = windows.offsets, windows.example_index.astype(np.int64)
     if rows is not None:
         s, e, ok, offsets, exi = s[rows], e[rows], ok[rows], offsets[rows], exi[rows]
@@ -507,7 +524,10 @@ def _char_candidates(s, e, ok, windows, rows, max_answer_length, n_best, exhaust
     r, a, b, sc, thr = _span_candidates(s, e, ok, ok, max_answer_length, n_best, groups=exi,
                                         exhaustive=exhaustive, extent=_extent(ok, ok))
     ex = exi[r]
-    if len(ex) > 1 and (ex[1:] < ex[:-1]).any():  # windows out of example order: move whole runs
+    first = np.ones(len(ex), bool)
+    first[1:] = ex[1:] != ex[:-1]
+    head_ex = ex[first]
+    if len(np.unique(head_ex)) < len(head_ex):  # an example's windows apart: move whole runs together
         _, _, heads, lengths = _layout(r)
         order = np.argsort(ex[heads], kind="stable")
         starts_new = np.cumsum(lengths[order]) - lengths[order]
