@@ -49,12 +49,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from hf_postprocess import postprocess_qa_predictions  # noqa: E402
-from reference_decode import reference_decode  # noqa: E402
+from hf_postprocess import postprocess_qa_predictions
+from reference_decode import reference_decode
 
-from harness.tasks.qa.decode import decode_windows  # noqa: E402
-from harness.tasks.qa.example import Example  # noqa: E402
-from harness.tasks.qa.windows import Windows, make_windows  # noqa: E402
+from harness.tasks.qa.decode import decode_windows
+from harness.tasks.qa.example import Example
+from harness.tasks.qa.windows import Windows, make_windows
 
 SHARED = Path(os.environ.get("HARNESS_SHARED_DATA", ROOT.parent / "shared" / "data"))
 MAX_LENGTH, DOC_STRIDE, N_BEST, MAX_ANSWER = 384, 128, 20, 30

@@ -174,7 +174,7 @@ def _top_of_runs(groups, scores, k):
     if not dense.all():
         idx = np.flatnonzero(~use)
         order = idx[_by_score(groups[idx], scores[idx])]
-        r2, rank2, _, _ = _layout(groups[order])
+        _, rank2, _, _ = _layout(groups[order])
         keep = rank2 < k
         top[run[order[keep]], rank2[keep]] = order[keep]
     return heads, top
@@ -219,7 +219,7 @@ def _buckets(lo: np.ndarray, hi: np.ndarray, max_span: int, groups: np.ndarray |
         parts = [np.sort(p) for p in np.split(order, cuts)]
         parts = [p[np.argsort(groups[p], kind="stable")] for p in parts if len(p)]
     split = [(r, int(lo[r].min()), int(hi[r].max())) for r in parts]
-    cost = lambda bs: sum((len(lo) if r is None else len(r)) * (b - a + min(max_span, b - a)) for r, a, b in bs)  # noqa: E731
+    cost = lambda bs: sum((len(lo) if r is None else len(r)) * (b - a + min(max_span, b - a)) for r, a, b in bs)
     return split if cost(split) < 0.8 * cost(whole) else whole
 
 
@@ -259,7 +259,7 @@ class _Bucket:
         wp = self.wp = w + d - 1  # d - 1 impossible ends after each row: rows never mix
         n = len(self.rows)
         cols = slice(lo_b, hi_b)
-        pick = lambda x: x[rows, cols]  # noqa: E731
+        pick = lambda x: x[rows, cols]
         size = n * wp
         flat = []
         penalty = {}
