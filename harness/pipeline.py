@@ -54,17 +54,28 @@ def train_run(comp: Competition, ws: Workspace, recipe_name: str, overrides: Map
               model_path: str | None = None, name: str | None = None, use_dev: bool = True, progress: bool = True,
               echo: Callable | None = print):
     """Train one run on the competition's train split (scored on dev when it has one); the run
-    appears under ``runs/`` only once it is complete."""
-    from harness.train.loop import fit
+    appears under ``runs/`` only once it is complete.
 
+    Under ``accelerate launch --num_processes N`` every process calls this: they train data-parallel
+    (:mod:`harness.train.loop`), the main process chooses the run name and alone builds, prints and
+    commits the one run folder; the others print nothing and get the same result."""
+    from harness.train.loop import Launch, fit
+
+    launch = Launch()
+    echo = echo if launch.is_main else None
     recipe, cfg = run_config(comp, ws, recipe_name, overrides, model_path, echo)
     train = comp.examples("train")
     if not train:
         raise HarnessError(f"the train split of {comp.name} holds no examples")
     check_language(comp, train, echo)
     dev = comp.examples("dev") if use_dev and comp.path("dev") else None
-    ws.sweep()
-    with RunBuilder(new_run_path(ws.runs, name, recipe.name)) as build:
+
+    def choose() -> str:
+        ws.sweep()
+        return str(new_run_path(ws.runs, name, recipe.name))
+
+    final = launch.decide(choose, barrier=False)  # one name on every process (a timestamp may differ)
+    with RunBuilder(final, group=launch if launch.n > 1 else None) as build:
         result = fit(comp.kind, recipe, cfg, train, build.path, dev_examples=dev, progress=progress, echo=echo,
                      cache_dir=ws.cache, extra={"competition": comp.name})
         result.run = build.commit(require=_required(dev is not None, True))
@@ -171,7 +182,8 @@ def submit(comp: Competition, ws: Workspace, runs: Sequence[str], name: str | No
         if not val_examples:
             raise HarnessError("cannot fit weights: the runs have no common dev or out-of-fold logits",
                                hint="train with a dev split, or use trials of a search (STUDY/tN)")
-        weights, report = task.fit_weights(val_members, val_examples, comp.metric, fit, cfg, options)
+        weights, report = _fit_grouped(task, members, validation, val_members, val_examples, comp.metric, fit, cfg,
+                                       options)
     weights = [float(w) for w in weights] if weights is not None else [1.0] * len(members)
     val_preds = task.ensemble(val_members, val_examples, weights, cfg, options) if val_examples else None
     val_scores = task.score(val_preds, val_examples, info) if val_examples else None
@@ -212,6 +224,25 @@ def submit(comp: Competition, ws: Workspace, runs: Sequence[str], name: str | No
         finish_result(ws)
     return {"csv": csv_path, "result": ws.result_csv if split == "test" else None, "n": len(examples),
             "sidecar": sidecar}
+
+
+def _fit_grouped(task, members, validation, val_members, val_examples, metric, method, cfg, options):
+    """Fitted member weights. Members that share one validation file (refit seeds of one trial all
+    point at the trial's dev/OOF logits) cannot be told apart on it: the weight is fitted per file
+    and split equally among the members that share it."""
+    groups: dict[str, list[int]] = {}
+    for i, (_, path) in enumerate(validation):
+        groups.setdefault(str(Path(path).resolve()), []).append(i)
+    order = list(groups.values())
+    weights, report = task.fit_weights([val_members[g[0]] for g in order], val_examples, metric, method, cfg, options)
+    out = [0.0] * len(members)
+    for w, g in zip(weights, order):
+        for i in g:
+            out[i] = float(w) / len(g)
+    if len(order) < len(members):
+        report = {**report, "groups": [[members[i].ref for i in g] for g in order],
+                  "note": "members sharing a validation file share its fitted weight equally"}
+    return out, report
 
 
 def _member_logits(comp: Competition, ws: Workspace, run, split: str, progress: bool):

@@ -330,7 +330,7 @@ def test_minilm_fine_tunes_on_real_sst2(tmp_path):
 
 
 def test_score_label_file_counts_missing_and_unknown_labels_wrong(tmp_path):
-    from harness.scoring import score_label_file
+    from harness.tasks.clf.scoring import score_label_file
 
     gold = [TextExample(f"r{i}", "t", label=lab) for i, lab in enumerate(["pos", "neg", "pos", "neg"])]
     sub = tmp_path / "sub.csv"

@@ -1,4 +1,4 @@
-"""harness.submission (CSV write/read) and harness.scoring (leaderboard-style scoring)."""
+"""harness.submission (CSV write/read) and QA file scoring (harness.tasks.qa.scoring)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import stat
 
 import pytest
 from conftest import shared_file
-from harness.scoring import ScoreReport, score_file, score_predictions
+from harness.submission import ScoreReport
+from harness.tasks.qa.scoring import score_file, score_predictions
 
 from harness.common.errors import HarnessError
 from harness.submission import read_submission, write_submission

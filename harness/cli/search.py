@@ -60,7 +60,8 @@ def _parse_space(pairs) -> dict | None:
 @click.option("--sampler", help="tpe (default), random, gp, qmc, or with arguments: 'tpe(n_startup_trials=5)'")
 @click.option("--pruner", help="median (dev default), wilcoxon (k-fold default), percentile, threshold, "
               "hyperband, sha, none; arguments as 'median(n_startup_trials=1, n_warmup_steps=0)'")
-@click.option("--seed", type=int, help="sampler and fold seed (default 0)")
+@click.option("--seed", type=int, help="fold seed (default 0); the sampler seed is drawn per worker session and "
+              "recorded on each trial (sampler_seed), so workers never replay each other's draws")
 @click.option("--keep", type=int, default=3, show_default=True, help="dev mode: keep the models of the best "
               "KEEP trials, delete the others'")
 @click.option("--new", is_flag=True, help="start the study over (the old one is archived) instead of refusing a "
@@ -98,7 +99,19 @@ def search(ctx, recipe, n_trials, timeout, folds, dev, pool_dev, metric, study, 
 @pass_ctx
 @friendly
 def trials(ctx, study, storage, sort):
-    """List a study's trials: number, state, score, params, duration, artifact path."""
+    """List a study's trials: number, name, state, score, params, duration, artifact path.
+
+    \b
+    Columns:
+      name      what `harness submit --runs` takes for a finished trial (STUDY/tN)
+      <metric>  the trial's objective: the best epoch's dev score (dev mode) or the mean
+                of its folds' scores (k-fold), decoded with the recipe's decoding settings
+      decoded   QA only: the same logits re-decoded with the decoding settings tuned on
+                them (max_answer_length, null_threshold); predict/submit of the trial use
+                these settings when they score higher
+      oof       k-fold: the metric of the pooled out-of-fold predictions
+      model     whether the trial kept its model (dev mode keeps the best --keep ones)
+    """
     import pandas as pd
 
     from harness.search.results import trials_table
@@ -125,7 +138,11 @@ def trials(ctx, study, storage, sort):
 @pass_ctx
 @friendly
 def refit(ctx, trial, study, storage, seeds, quiet):
-    """Retrain a trial's configuration on all training data (runs/STUDY-tN-sSEED) and predict test."""
+    """Retrain a trial's configuration on all labelled data (train + dev) for the trial's best epoch
+    count (k-fold: the median of its folds'), one run per seed (runs/STUDY-tN-sSEED), and predict test.
+
+    Nothing is held out, so the runs have no dev scores of their own: `harness submit --fit-weights`
+    weighs them by the trial's dev / out-of-fold logits (seeds of one trial share one weight)."""
     from harness.search.results import refit as do_refit
     from harness.search.storage import find_study
 

@@ -281,7 +281,9 @@ def finish_search(setup: SearchSetup, plots: bool = True, echo: Callable = print
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
-    counts = {s.name: sum(t.state == s for t in trials) for s in TrialState}
+    duplicate = [t.state == TrialState.FAIL and t.user_attrs.get("duplicate_of") is not None for t in trials]
+    counts = {s.name: sum(t.state == s and not d for t, d in zip(trials, duplicate)) for s in TrialState}
+    counts["DUPLICATE (refused)"] = sum(duplicate)
     out = {"study": setup.name, "storage": setup.storage, "dir": setup.study_dir, "counts": counts,
            "best": None, "plots": []}
     try:
