@@ -369,6 +369,23 @@ def _span_candidates(s, e, s_ok, e_ok, max_span, k, groups=None, exhaustive=Fals
     return rows, starts, ends, scores, thr
 
 
+def _best_spans_within(s, e, max_span, n_best, extent):
+    """``best_spans`` of scores whose impossible positions are ``-inf`` already, every possible
+    position of row ``r`` lying in ``extent[0][r]:extent[1][r]`` (no masks, no extent pass)."""
+    m = s.shape[0]
+    starts = np.full((m, n_best), -1, dtype=np.int32)
+    ends = np.full((m, n_best), -1, dtype=np.int32)
+    scores = np.full((m, n_best), -np.inf, dtype=np.float32)
+    rows, a, b, sc, _ = _span_candidates(s, e, None, None, max_span, n_best, extent=extent)
+    heads, top = _top_of_runs(rows, sc, n_best)
+    ok = top >= 0
+    pick = top[ok]
+    r = np.broadcast_to(rows[heads][:, None], top.shape)[ok]
+    col = np.broadcast_to(np.arange(n_best), top.shape)[ok]
+    starts[r, col], ends[r, col], scores[r, col] = a[pick], b[pick], sc[pick]
+    return starts, ends, scores
+
+
 def best_spans(
     start_scores: np.ndarray,
     end_scores: np.ndarray,

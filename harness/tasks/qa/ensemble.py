@@ -60,7 +60,7 @@ from typing import Sequence
 
 import numpy as np
 
-from harness.tasks.qa.decode import Predictions, best_spans, decode_windows
+from harness.tasks.qa.decode import Predictions, _best_spans_within, best_spans, decode_windows
 from harness.tasks.qa.example import Example
 from harness.tasks.qa.logits import LogitSet
 from harness.tasks.qa.metrics import detect_lang, f1_score, normalize_answer
@@ -374,6 +374,7 @@ class Ensemble:
         self._scores: list[Scores | None] = [None] * len(self.members)
         self._floor: list | None = [None] * len(self.members)
         self._targets: dict[int, tuple] = {}  # per windows object (members of one tokenisation share it)
+        self._void: dict[tuple, list] = {}
 
     def member_scores(self, i: int) -> Scores:
         """Member ``i``'s (S, E) in the ensemble's positions (tokens or characters), cached."""
@@ -410,19 +411,20 @@ class Ensemble:
     def _combine_logprob(self, live: np.ndarray, weights: np.ndarray) -> Scores:
         """``combine(..., space="logprob")`` of the members ``live``, bit for bit, from ``_floored``."""
         w = _weights(weights, len(live))
+        used = tuple(int(i) for wi, i in zip(w, live) if wi > 0)
+        if used not in self._void:  # where none of these members scores: kept per member set
+            self._void[used] = [~np.logical_or.reduce([self._floored(i)[k][1] for i in used]) for k in range(2)]
         out = []
         for k in range(2):
-            acc, valid = None, None
+            acc = term = None
             for wi, i in zip(w, live):
                 if wi <= 0:
                     continue
-                x, finite = self._floored(i)[k]
+                x = self._floored(i)[k][0]
                 if acc is None:
-                    acc, term, valid = np.zeros(x.shape, np.float32), np.empty(x.shape, np.float32), finite.copy()
-                else:
-                    np.logical_or(valid, finite, out=valid)
+                    acc, term = np.zeros(x.shape, np.float32), np.empty(x.shape, np.float32)
                 np.add(acc, np.multiply(np.float32(float(wi)), x, out=term), out=acc)
-            np.copyto(acc, -np.inf, where=~valid)
+            np.copyto(acc, -np.inf, where=self._void[used][k])
             out.append(acc)
         return out[0], out[1]
 
@@ -436,9 +438,10 @@ class Ensemble:
             S, E = self._combine_logprob(live, w)
         else:
             S, E = combine([self.member_scores(i) for i in live], w, self.space)
-        for b, (rows, _, _) in enumerate(self._layout.blocks):
-            starts[rows], ends[rows], scores[rows] = _char_spans(
-                self._layout.view(S, b), self._layout.view(E, b), self.max_answer_chars, n_best)
+        for b, (rows, _, _) in enumerate(self._layout.blocks):  # characters 0 .. len - 1 of each row
+            extent = (np.zeros(len(rows), np.int64), self._lens[rows])
+            starts[rows], ends[rows], scores[rows] = _best_spans_within(
+                self._layout.view(S, b), self._layout.view(E, b), self.max_answer_chars, n_best, extent)
         return starts, ends, scores
 
     def decode(self, weights=None, n_best: int = 20) -> Predictions:
