@@ -60,7 +60,12 @@ from typing import Sequence
 
 import numpy as np
 
-from harness.tasks.qa.decode import Predictions, _best_spans_within, best_spans, decode_windows
+from harness.tasks.qa.decode import (
+    Predictions,
+    _best_spans_within,
+    best_spans,
+    decode_windows,
+)
 from harness.tasks.qa.example import Example
 from harness.tasks.qa.logits import LogitSet
 from harness.tasks.qa.metrics import detect_lang, f1_score, normalize_answer
