@@ -264,6 +264,12 @@ def chars_per_token(logits: LogitSet) -> float:
 
 # ------------------------------------------------------------------------- combination
 
+def _weighted_sum(w: np.ndarray, stack: np.ndarray) -> np.ndarray:
+    """``sum_i w[i] * stack[i]`` in float32, member after member (``np.einsum``: one pass over the
+    stack). A member of weight 0 adds a signed zero to finite scores: no change."""
+    return np.einsum("i,i...->...", w, stack)
+
+
 def combine(members: Sequence[Scores], weights=None, space: str = "logprob") -> Scores:
     """Weighted mean of members' (S, E) log-probability arrays (all of one shape).
 
@@ -281,9 +287,8 @@ def combine(members: Sequence[Scores], weights=None, space: str = "logprob") -> 
         xs = [np.asarray(mem[k], dtype=np.float32) for _, mem in live]
         valid = np.logical_or.reduce([np.isfinite(x) for x in xs])
         if space == "logprob":
-            acc = np.zeros(xs[0].shape, np.float32)
-            for wi, x in zip((wi for wi, _ in live), xs):
-                acc += np.float32(wi) * np.where(np.isfinite(x), x, FLOOR)
+            floored = np.stack([np.where(np.isfinite(x), x, FLOOR) for x in xs])
+            acc = _weighted_sum(np.array([wi for wi, _ in live], np.float32), floored)
         else:  # log-sum-exp around the elementwise max: exact for identical members, no underflow
             top = np.where(valid, np.maximum.reduce(xs), 0).astype(np.float32)
             mass = np.zeros(xs[0].shape, np.float32)
@@ -377,7 +382,8 @@ class Ensemble:
         self._lens = np.array([len(ex.context) for ex in self.examples], dtype=np.int64)
         self._layout = _Layout(self._lens, N_BLOCKS)
         self._scores: list[Scores | None] = [None] * len(self.members)
-        self._floor: list | None = [None] * len(self.members)
+        self._fin: list = [None] * len(self.members)
+        self._stack: list = [None, None]
         self._targets: dict[int, tuple] = {}  # per windows object (members of one tokenisation share it)
         self._void: dict[tuple, list] = {}
 
@@ -401,34 +407,32 @@ class Ensemble:
                 )
         return self._scores[i]
 
-    def _floored(self, i: int):
-        """Member ``i``'s scores with ``-inf`` (and NaN) replaced by ``FLOOR``, and where they were
-        finite: the two things ``combine`` derives from a member in log-prob space, kept."""
-        if self._floor[i] is None:
-            parts = []
-            for x in self.member_scores(i):
-                x = np.asarray(x, dtype=np.float32)
-                finite = np.isfinite(x)
-                parts.append((np.where(finite, x, FLOOR), finite))
-            self._floor[i] = parts
-        return self._floor[i]
+    def _finite(self, i: int):
+        """Where member ``i``'s (S, E) are finite."""
+        if self._fin[i] is None:
+            self._fin[i] = [np.isfinite(np.asarray(x, dtype=np.float32)) for x in self.member_scores(i)]
+        return self._fin[i]
+
+    def _stacked(self, k: int) -> np.ndarray:
+        """All members' start (``k = 0``) or end scores, ``-inf`` (and NaN) replaced by ``FLOOR``,
+        stacked [members, ...]: what ``combine`` sums in log-prob space, kept."""
+        if self._stack[k] is None:
+            self._stack[k] = np.stack([np.where(self._finite(i)[k], np.asarray(self.member_scores(i)[k], np.float32), FLOOR)
+                                       for i in range(len(self.members))])
+        return self._stack[k]
 
     def _combine_logprob(self, live: np.ndarray, weights: np.ndarray) -> Scores:
-        """``combine(..., space="logprob")`` of the members ``live``, bit for bit, from ``_floored``."""
+        """``combine(..., space="logprob")`` of the members ``live``, bit for bit: the same weighted
+        sum, over all members with weight 0 for the others (which changes nothing)."""
         w = _weights(weights, len(live))
-        used = tuple(int(i) for wi, i in zip(w, live) if wi > 0)
+        full = np.zeros(len(self.members), np.float32)
+        full[live] = [float(wi) for wi in w]
+        used = tuple(int(i) for i in np.flatnonzero(full > 0))
         if used not in self._void:  # where none of these members scores: kept per member set
-            self._void[used] = [~np.logical_or.reduce([self._floored(i)[k][1] for i in used]) for k in range(2)]
+            self._void[used] = [~np.logical_or.reduce([self._finite(i)[k] for i in used]) for k in range(2)]
         out = []
         for k in range(2):
-            acc = term = None
-            for wi, i in zip(w, live):
-                if wi <= 0:
-                    continue
-                x = self._floored(i)[k][0]
-                if acc is None:
-                    acc, term = np.zeros(x.shape, np.float32), np.empty(x.shape, np.float32)
-                np.add(acc, np.multiply(np.float32(float(wi)), x, out=term), out=acc)
+            acc = _weighted_sum(full, self._stacked(k))
             np.copyto(acc, -np.inf, where=self._void[used][k])
             out.append(acc)
         return out[0], out[1]
