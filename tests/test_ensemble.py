@@ -398,3 +398,25 @@ def test_fit_weights_scores_are_qa_scores(metric):
     for i, single in enumerate(report["members"]):
         assert single == qa_scores(ensemble_answers(members, examples, np.eye(len(members))[i], n_best=1), refs)[metric]
     assert report["ensemble"] >= report["best_single"]
+
+
+def test_logprob_combine_is_the_plain_weighted_sum():
+    # combine (and the Ensemble, which sums all members with weight 0 for the others) equals the
+    # member-after-member float32 sum with -inf floored, bit for bit
+    rng = np.random.default_rng(3)
+    members = []
+    for _ in range(4):
+        s, e = rng.standard_normal((2, 6, 50)).astype(np.float32) * 7
+        s[rng.random(s.shape) < 0.2] = -np.inf
+        e[rng.random(e.shape) < 0.2] = -np.inf
+        members.append((s, e))
+    for weights in ([1, 2, 3, 4], [0.3, 0, 0.7, 0], [0, 0, 5, 1]):
+        w = np.asarray(weights, np.float64) / np.sum(weights)
+        got = combine(members, weights)
+        for k in range(2):
+            acc = np.zeros((6, 50), np.float32)
+            for wi, mem in zip(w, members):
+                if wi > 0:
+                    acc = acc + np.float32(wi) * np.where(np.isfinite(mem[k]), mem[k], FLOOR)
+            valid = np.logical_or.reduce([np.isfinite(mem[k]) for wi, mem in zip(w, members) if wi > 0])
+            np.testing.assert_array_equal(got[k], np.where(valid, acc, -np.inf).astype(np.float32))

@@ -50,8 +50,9 @@ Speed (the same numbers as the plain definitions, bit for bit): on the character
 ``Ensemble`` keeps characters in ``N_BLOCKS`` blocks of examples of similar context length (not
 one matrix as wide as the longest context); the projection of members that share windows shares
 where each token lands, and scatters one window of every example at a time (``np.maximum.at``
-only where a window hits one character twice); in log-prob space each member's floored scores
-are kept for combining; ``fit_weights`` memoises each question's EM or F1 by answer.
+only where a window hits one character twice); in log-prob space the members' floored scores are
+kept stacked and summed by one ``np.einsum`` (weight 0 for members left out);
+``fit_weights`` memoises each question's EM or F1 by answer.
 """
 
 from __future__ import annotations
