@@ -106,10 +106,10 @@ SCALES = {
                       doc_stride=48, grid_lr=(3e-5, 1e-4), grid_epochs=(2,), trials=2, budget="trials",
                       refit_seeds=(1,), members=2, max_steps=1, ensemble_all=False),
         "cpu": dict(test_articles=5, dev_articles=2, n_train=2000, n_dev=400, n_test=None, max_length=192,
-                    doc_stride=64, grid_lr=(3e-5, 1e-4), grid_epochs=(2, 3), trials=20, budget="grid-time",
+                    doc_stride=64, grid_lr=(3e-5, 2e-4), grid_epochs=(2, 3), trials=20, budget="grid-time",
                     refit_seeds=(1, 2), members=3, max_steps=0, ensemble_all=True),
         "gpu": dict(test_articles=4, dev_articles=3, n_train=None, n_dev=None, n_test=None, max_length=384,
-                    doc_stride=128, grid_lr=(3e-5, 5e-5, 1e-4), grid_epochs=(2, 3, 4), trials=20,
+                    doc_stride=128, grid_lr=(3e-5, 1e-4, 2e-4), grid_epochs=(2, 3, 4), trials=20,
                     budget="grid-time", refit_seeds=(1, 2), members=3, max_steps=0, ensemble_all=True),
     },
     "clf": {

@@ -351,3 +351,36 @@ def test_a_read_only_workspace_is_one_line_per_command_and_the_board_still_reads
 @pytest.mark.slow
 def test_a_full_disk_is_one_line(demo):
     one_line(_in_mount(demo, "4m", "train", "--recipe", "tiny", "--name", "b", *FAST), "disk is full")
+
+
+# ---- newcomer path -------------------------------------------------------------------------------------
+
+def test_split_keeps_paragraphs_whole_and_the_halves_init(tmp_path):
+    src = tmp_path / "hw7_dev.json"
+    shutil.copyfile(shared_file("hw7/hw7_dev.json"), src)
+    r = run(tmp_path, "split", str(src), "--dev", "0.2")
+    assert r.exit_code == 0, r.output
+    train = json.loads((tmp_path / "hw7_dev.train.json").read_text(encoding="utf-8"))
+    dev = json.loads((tmp_path / "hw7_dev.dev.json").read_text(encoding="utf-8"))
+    original = json.loads(src.read_text(encoding="utf-8"))
+    assert len(train["questions"]) + len(dev["questions"]) == len(original["questions"])
+    assert not {q["paragraph_id"] for q in train["questions"]} & {q["paragraph_id"] for q in dev["questions"]}
+    assert 0.15 < len(dev["questions"]) / len(original["questions"]) < 0.25
+    r = run(tmp_path, "init", "hw7", "--train", str(tmp_path / "hw7_dev.train.json"),
+            "--dev", str(tmp_path / "hw7_dev.dev.json"))
+    assert r.exit_code == 0 and "language: zh" in r.output, r.output
+    one_line(run(tmp_path, "split", str(shared_file("hw7/hw7_test.json"))), "has no answers")
+
+
+def test_markdown_export_escapes_html_from_names(tmp_path):
+    from harness.board.store import Leaderboard
+
+    board = Leaderboard(tmp_path / "leaderboard")
+    board.add_entry("x<script>alert(1)</script>", dev_per_id={"q1": (1.0, 1.0), "q2": (0.0, 0.5)},
+                    members=["<b>run</b>"])
+    r = run(tmp_path, "leaderboard", "export", "--out", str(tmp_path / "out"))
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert "<script>" not in md and "&lt;script&gt;" in md and "<b>" not in md
+    page = (tmp_path / "out" / "leaderboard.html").read_text()
+    assert "<script>alert" not in page
