@@ -146,13 +146,13 @@ def board_statistics(task: str, entries: dict, pairs=(), labels=None) -> dict:
     whose paired difference a - b is wanted. The bootstrap is the board's: ``Bootstrap`` over the
     sorted ids (the board's example list) with its fixed seed and resample count. Returns
     ``{"metrics": {name: {m: value}}, "ci": {name: {m: [lo, hi]}}, "diff": {"a|b": {m: [d, lo, hi]}},
-    "resamples": R, "seed": S}``. The only function here that imports ``harness.board``: re-point it
-    after the leaderboard refactor.
+    "resamples": R, "seed": S}``. The only function here that imports ``harness.board``.
     """
-    from harness.board.stats import RESAMPLES, Bootstrap, Scheme, Stats
+    from harness.board.stats import RESAMPLES, Bootstrap, Stats
     from harness.board.stats import SEED as BOARD_SEED
+    from harness.scores import scheme_from_dict
 
-    scheme = Scheme.of({"task": "qa"} if task == "qa" else
+    scheme = scheme_from_dict({"task": "qa"} if task == "qa" else
                        {"task": "classification", "n_labels": len(labels), "labels": list(labels)})
     ids = sorted(next(iter(entries.values())))
     stats = {name: Stats(ids, [per_id[q] for q in ids]) for name, per_id in entries.items()}

@@ -189,15 +189,29 @@ class RunBuilder:
     diverged run leaves nothing behind); :meth:`commit` checks the required parts, writes the
     manifest last and renames the folder into place (replacing an earlier folder of the same
     name, e.g. a trial retried after a crash).
+
+    ``group``: the processes of a data-parallel launch (:class:`harness.train.loop.Launch`). Only its
+    main process creates, fills and commits the one partial folder (the others learn its path, write
+    nothing and remove nothing), and it commits only once every process has reached :meth:`commit`:
+    a process that failed or died before keeps the run from ever becoming visible.
     """
 
-    def __init__(self, final: str | Path, ref: str = ""):
+    def __init__(self, final: str | Path, ref: str = "", group=None):
         self.final = Path(final)
         self.ref = ref or self.final.name
+        self.group = group
+        self.writer = group is None or group.is_main
         self.path = self.final.parent / f".{self.final.name}{PARTIAL}{os.getpid()}"
         self.committed: Run | None = None
 
     def __enter__(self) -> RunBuilder:
+        if self.group is None:
+            self._create()
+        else:
+            self.path = Path(self.group.decide(self._create, barrier=False))
+        return self
+
+    def _create(self) -> str:
         try:
             shutil.rmtree(self.path, ignore_errors=True)
             self.path.mkdir(parents=True)
@@ -205,16 +219,24 @@ class RunBuilder:
                                                      "started": time.time()})
         except OSError as e:
             raise storage_error(e, self.path, "create") from None
-        return self
+        return str(self.path)
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if self.committed is None:
+        if self.committed is None and self.writer:
             shutil.rmtree(self.path, ignore_errors=True)
         return False
 
     def commit(self, require: Iterable[str] = (CONFIG, METRICS)) -> Run:
         """Check every ``require`` d part exists (files, or folders that are not empty), write the
-        manifest and rename the run into place."""
+        manifest and rename the run into place (with a ``group``: on its main process, after every
+        process got here; every process gets the committed run, or the error)."""
+        if self.group is None:
+            self.committed = Run(self._commit(require), self.ref)
+        else:
+            self.committed = Run(Path(self.group.decide(lambda: str(self._commit(require)))), self.ref)
+        return self.committed
+
+    def _commit(self, require: Iterable[str]) -> Path:
         for rel in require:
             p = self.path / rel
             if not (p.is_file() and p.stat().st_size > 0) and not (p.is_dir() and any(p.iterdir())):
@@ -231,8 +253,7 @@ class RunBuilder:
                 os.replace(self.path, self.final)
         except OSError as e:
             raise storage_error(e, self.final, "save the run as") from None
-        self.committed = Run(self.final, self.ref)
-        return self.committed
+        return self.final
 
 
 def sweep_partials(folder: str | Path) -> list[Path]:
