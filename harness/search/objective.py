@@ -48,7 +48,7 @@ def run_trial(setup: SearchSetup, trial, echo: Callable | None = None) -> float:
             result = fit(task, setup.recipe, cfg, setup.train, build.path, dev_examples=setup.dev, on_epoch=on_epoch,
                          progress=False, echo=lines, cache_dir=setup.ws.cache, extra={**extra, "mode": "dev"})
             value = float(result.best[metric])
-            attrs.update(best_epoch=result.best_epoch, **result.best,
+            attrs.update(best_epoch=result.best_epoch, **result.best, prepare_s=round(result.prepare_s, 3),
                          history=[{k: h.get(k) for k in ("epoch", "loss", *result.best)} for h in result.history])
             logits, scored = result.dev_logits, setup.dev
             require = [CONFIG, METRICS, "logits/dev.npz", f"{MODEL}/config.json"]
@@ -98,7 +98,8 @@ def _run_folds(setup: SearchSetup, trial, cfg: RunConfig, trial_path: Path, extr
         parts.append((held, result.dev_logits))
         score = float(result.best[metric])
         scores.append(score)
-        fold_info.append({"fold": f, "n": len(held), "best_epoch": result.best_epoch, **result.best})
+        fold_info.append({"fold": f, "n": len(held), "best_epoch": result.best_epoch, **result.best,
+                          "prepare_s": round(result.prepare_s, 3)})
         del result
         shutil.rmtree(fold_dir / MODEL, ignore_errors=True)
         shutil.rmtree(fold_dir / "logits", ignore_errors=True)  # merged into oof.npz below
@@ -119,7 +120,7 @@ def _run_folds(setup: SearchSetup, trial, cfg: RunConfig, trial_path: Path, extr
                                             "fold_best_epochs": [fi["best_epoch"] for fi in fold_info]})
     oof_scores = {m: merged[m] for m in task.metrics(info)}
     atomic_write_json(trial_path / METRICS, {"folds": fold_info, "mean": {metric: value}, "oof": oof_scores})
-    attrs = {"fold_scores": scores, "folds": fold_info, **{f"oof_{m}": v for m, v in oof_scores.items()}}
+    attrs = {"fold_scores": scores, "folds": fold_info, "prepare_s": round(sum(fi["prepare_s"] for fi in fold_info), 3), **{f"oof_{m}": v for m, v in oof_scores.items()}}
     return oof, value, attrs
 
 

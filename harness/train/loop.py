@@ -61,6 +61,7 @@ class RunResult:
     dev_logits: object | None = None  # the task's logits object of the best epoch
     loss_curve: list[float] = field(default_factory=list)  # training loss of every step (mean over processes)
     train_rows: int = 0
+    prepare_s: float = 0.0  # seconds spent on the tokenizer and the encodings (cache hits after the first run)
     is_main: bool = True  # False on the other processes of a launch (they wrote and print nothing)
 
 
@@ -329,6 +330,7 @@ def _fit(task, recipe, cfg, train_examples, out_dir, dev_examples, info, on_epoc
         dev_index = shard_examples(len(dev_examples), accelerator)
         mine = dev_examples if n == 1 else [dev_examples[i] for i in dev_index]
         dev_rows = task.encode(tokenizer, mine, cfg, False, info, cache_dir) if len(mine) else None
+    prepare_s = time.time() - t_start  # tokenizer + encodings (from the workspace cache after the first run)
     set_seed(t.seed)
     model = build_model(recipe, cfg, tokenizer, task, info)
     full = epoch_steps(len(train_rows), t.batch_size, n, t.grad_accum) * t.epochs
@@ -342,7 +344,7 @@ def _fit(task, recipe, cfg, train_examples, out_dir, dev_examples, info, on_epoc
     names = input_names(accelerator.unwrap_model(model)) | set(train_rows.label_arrays())
     if t.compile:
         model = torch.compile(model, dynamic=True)
-    result = RunResult(run_dir=out_dir, train_rows=len(train_rows), is_main=main)
+    result = RunResult(run_dir=out_dir, train_rows=len(train_rows), prepare_s=prepare_s, is_main=main)
     rng = np.random.default_rng(t.seed)  # the same global batches on every process
     step, bad_epochs, best_key = 0, 0, None
     log = open(out_dir / "train.log", "a", encoding="utf-8") if main else None
@@ -408,7 +410,8 @@ def _fit(task, recipe, cfg, train_examples, out_dir, dev_examples, info, on_epoc
                              {"split": "dev", "run": out_dir.name, "epoch": result.best_epoch})
         atomic_write_json(out_dir / METRICS, {
             "best_epoch": result.best_epoch, "best": result.best, "history": result.history,
-            "train_rows": len(train_rows), "total_s": round(time.time() - t_start, 2),
+            "train_rows": len(train_rows), "prepare_s": round(prepare_s, 3),
+            "total_s": round(time.time() - t_start, 2),
             "loss_curve": result.loss_curve})
 
     try:
