@@ -667,19 +667,24 @@ class Track:
                 "ranked": ranked, "trials_table": table, "session_s": round(time.time() - t0, 1)}
 
     def _ranked_trials(self, table: str) -> list[dict]:
-        """COMPLETE trials of ``harness trials --sort`` in its order (best dev first), with their folders."""
+        """COMPLETE trials of ``harness trials --sort`` in its order (best dev first), with their folders
+        (columns found by the table's header: number, state, the metric right after state)."""
         rows = []
         lines = table.splitlines()
-        header = next((ln for ln in lines if ln.split()[:2] == ["number", "state"]), None)
-        metric = header.split()[2] if header else None
+        header = next((ln.split() for ln in lines if {"number", "state"} <= set(ln.split())), None)
+        if header is None:
+            return rows
+        at_number, at_state = header.index("number"), header.index("state")
+        at_metric = at_state + 1 if at_state + 1 < len(header) else None
         for line in lines:
             tok = line.split()
-            if len(tok) >= 3 and tok[0].isdigit() and tok[1] == "COMPLETE":
+            if len(tok) > max(at_number, at_state) and tok[at_number].isdigit() and tok[at_state] == "COMPLETE":
                 m = re.search(r"(studies/\S+/trials/\d+)", line)
                 if not m:
                     continue
                 folder = m.group(1)
-                rows.append({"number": int(tok[0]), "dir": folder, "dev": float(tok[2]) if metric else None,
+                rows.append({"number": int(tok[at_number]), "dir": folder,
+                             "dev": float(tok[at_metric]) if at_metric is not None else None,
                              "has_model": (self.ws / folder / "model").exists()})
         return rows
 

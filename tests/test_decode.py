@@ -225,6 +225,16 @@ def test_decode_windows_awkward_windows_equal_reference(kind, logits, seed):
     _assert_same_predictions(pred, ref)
 
 
+def test_all_nan_logits_decode_to_empty_answers():
+    """A diverged model's logits (all NaN) give empty answers, never a crash (the run is refused earlier)."""
+    rng = np.random.default_rng(7)
+    windows, examples = _synthetic(rng)
+    s = np.full(windows.offsets.shape[:2], np.nan, np.float32)
+    with np.errstate(invalid="ignore"):
+        pred = decode_windows(s, s.copy(), windows, examples, max_answer_length=5, n_best=3)
+    assert pred.ids == [ex.id for ex in examples] and set(pred.texts) == {""}
+
+
 def test_repeated_offsets_are_searched_again():
     # "ab" as four tokens a a b b: each character span has two token spans, so the 2 best token
     # spans of the window are one character span; the n-best list still holds 2 distinct spans

@@ -68,6 +68,8 @@ def display_table(df: pd.DataFrame, by: str | None = None, split: str = "dev", w
         "name": df["name"],
         "members": [shorten(m, width) if width else ", ".join(m) or "-" for m in df["members"]],
     })
+    if "kind" in df and (df["kind"] != "submission").any():  # dev submissions and runs told apart from uploads
+        table.insert(3, "kind", df["kind"])
     order = ["dev", "test"] if split == "dev" else ["test", "dev"]
     for s in order:
         if s == "dev" and not has_dev or s == "test" and not has_test:

@@ -478,10 +478,12 @@ def config_key(params: dict, space: dict) -> tuple | None:
 
 
 def _trial_key(t, space: dict) -> tuple | None:
-    """The configuration a trial has tried, runs or will run (FAIL: none)."""
+    """The configuration a trial has tried, runs or will run (FAIL: none, unless its training diverged:
+    the same configuration and seed would diverge again)."""
     from optuna.trial import TrialState
 
-    if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
+    if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) or \
+            (t.state == TrialState.FAIL and t.user_attrs.get("diverged")):
         return config_key(t.params, space)
     if t.state == TrialState.WAITING:
         return config_key(t.system_attrs.get("fixed_params") or {}, space)
@@ -508,7 +510,7 @@ def ask_new_trial(study, space: dict, echo=print, attrs: dict | None = None,
                   max_draws: int = MAX_DUPLICATE_DRAWS):
     """``study.ask()`` with every parameter of ``space`` sampled at once, never repeating a configuration.
 
-    A sampled configuration equal to a COMPLETE, PRUNED, RUNNING or WAITING trial's is told FAIL
+    A sampled configuration equal to a COMPLETE, PRUNED, RUNNING, WAITING or diverged trial's is told FAIL
     (user attr ``duplicate_of``) and asked again; in a finite space the next try queues a random
     untried configuration. Each asked trial gets ``attrs`` (worker, sampler seed) as user attrs at once.
     Trials queued on purpose (the recipe defaults, the retry of a dead worker's trial) are kept.

@@ -93,6 +93,7 @@ def worker_loop(setup: SearchSetup, n_trials: int, deadline: float | None = None
                 clear_frames(e)
                 state, note = TrialState.FAIL, e.message
                 trial.set_user_attr("error", note[:2000])
+                trial.set_user_attr("diverged", True)  # tried: never drawn again (see storage._trial_key)
             except StorageLost:  # the trial stays RUNNING: the rerun's dead-trial recovery re-queues it
                 raise
             except HarnessError:

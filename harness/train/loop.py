@@ -236,7 +236,8 @@ def train_epoch(model, rows, batches: list, optimizer, scheduler, accelerator, n
         losses.append(loss.detach())
         seen += len(index)
         step += int(accelerator.sync_gradients)
-        if (i + 1) % CHECK_EVERY == 0 or i == len(batches) - 1:
+        last = i == len(batches) - 1 or bool(t.max_steps and step >= t.max_steps)
+        if (i + 1) % CHECK_EVERY == 0 or last:
             recent = torch.stack(losses[-CHECK_EVERY:])
             bad = ~torch.isfinite(recent)
             diverged = bool(bad.any())
@@ -250,7 +251,7 @@ def train_epoch(model, rows, batches: list, optimizer, scheduler, accelerator, n
             if bar is not None:
                 bar.update(i + 1 - bar.n)
                 bar.set_postfix(loss=f"{recent.float().mean().item():.3f}")
-        if t.max_steps and step >= t.max_steps:
+        if last:
             break
     return torch.stack(losses).float().cpu().numpy() if losses else np.zeros(0), seen, step
 

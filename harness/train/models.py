@@ -161,7 +161,9 @@ def build_model(recipe: Recipe, cfg, tokenizer, task, info: dict):
                             pad_token_id=tokenizer.pad_token_id,
                             **{**recipe.model_config, "vocab_size": len(tokenizer)}, **head)
         return auto.from_config(config)
-    model = _from_pretrained(auto, recipe, resolve_checkpoint(recipe), **head)
+    # fp32 master weights whatever the checkpoint stores (an fp16 file would otherwise train in fp16;
+    # mixed precision is autocast's job)
+    model = _from_pretrained(auto, recipe, resolve_checkpoint(recipe), dtype=torch.float32, **head)
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit and int(cfg.windows.max_length) > int(limit):
         raise HarnessError(f"max_length={cfg.windows.max_length} is longer than {recipe.checkpoint} can read "

@@ -306,6 +306,9 @@ class _Bucket:
             c = f // d
             starts = col_of[sl][c]
             out.append((srow[sl][c], starts, starts + (f - c * d), sc.ravel()[f]))
+        if not out:  # no start reaches thr (non-finite logits): no span
+            empty = np.zeros(0, np.int64)
+            return self.rows[empty], empty, empty, np.zeros(0, np.float32)
         r, starts, ends, scores = tuple(np.concatenate(x) for x in zip(*out)) if len(out) != 1 else out[0]
         return self.rows[r], starts, ends, scores
 

@@ -378,7 +378,8 @@ class Ensemble:
             for m in self.members[1:]
         )
         if max_answer_chars is None:
-            max_answer_chars = max(1, round(max_answer_length * max(chars_per_token(m) for m in self.members)))
+            per_windows = {id(m.windows): m for m in self.members}  # members of one tokenisation share windows
+            max_answer_chars = max(1, round(max_answer_length * max(chars_per_token(m) for m in per_windows.values())))
         self.max_answer_chars = int(max_answer_chars)
         self._lens = np.array([len(ex.context) for ex in self.examples], dtype=np.int64)
         self._layout = _Layout(self._lens, N_BLOCKS)
