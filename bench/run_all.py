@@ -1,6 +1,6 @@
 """Every speed benchmark at CPU size in one run (``make bench``), then a summary of their ratio lines.
 
-    python bench/run_all.py               # decode, ensemble, windows, train_speed (~7 min on 2 idle cores, ~10 on busy ones)
+    python bench/run_all.py               # decode, ensemble, windows, train_speed, search_prep (~10 min on 2 idle cores, ~10 on busy ones)
     python bench/run_all.py --quick       # each bench's --quick size (~1 min)
     python bench/run_all.py --only decode,windows --json work/bench.json
     python bench/run_all.py --list        # the commands, without running them
@@ -39,19 +39,11 @@ RATIO_LINE = re.compile(r"^(decode\[|nbest\[|ensemble:|fit_weights:|windows:|ref
 
 def train_speed_args(quick: bool) -> list[str]:
     """CPU size of bench/train_speed.py: the pretrained minilm shape, 5 steps (clock after 1) on 160
-    windows, one timed prediction pass (~2-3 min on 2 cores); the tiny ``--quick`` shape where the
-    script has no minilm shape yet. Explicit sizes: the script's own CPU defaults are being changed."""
+    windows, one timed prediction pass (~2-3 min on 2 cores); ``--quick``: its tiny shape."""
     if quick:
         return ["--quick"]
-    try:
-        help_text = subprocess.run([sys.executable, str(ROOT / "bench" / "train_speed.py"), "--help"],
-                                   capture_output=True, text=True, timeout=120).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        help_text = ""
-    if "minilm" not in help_text:
-        return ["--device", "cpu", "--quick"]
-    args = ["--device", "cpu", "--shape", "minilm", "--steps", "5", "--warmup-steps", "1", "--windows", "160"]
-    return args + (["--predict-repeats", "1"] if "--predict-repeats" in help_text else [])
+    return ["--device", "cpu", "--shape", "minilm", "--steps", "5", "--warmup-steps", "1", "--windows", "160",
+            "--predict-repeats", "1"]
 
 
 def benches(quick: bool) -> list[tuple[str, list[str]]]:
@@ -62,6 +54,7 @@ def benches(quick: bool) -> list[tuple[str, list[str]]]:
         ("ensemble", py + ["bench/ensemble.py", *q]),
         ("windows", py + ["bench/windows.py", *(q or ["--rounds", "2"])]),
         ("train_speed", py + ["bench/train_speed.py", *train_speed_args(quick)]),
+        ("search_prep", py + ["bench/search_prep.py", *(["--recipe", "tiny", "--quick"] if quick else [])]),
     ]
 
 
@@ -133,7 +126,7 @@ def run(selected: list[tuple[str, list[str]]], timeout: float, echo=print) -> tu
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="each bench at its --quick size")
-    p.add_argument("--only", default=None, help="comma-separated bench names (decode, ensemble, windows, train_speed)")
+    p.add_argument("--only", default=None, help="comma-separated bench names (decode, ensemble, windows, train_speed, search_prep)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per bench before it is killed (default 600)")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--list", action="store_true", help="print the commands and exit")

@@ -74,7 +74,7 @@ def test_run_all_lists_cpu_sized_commands():
                           text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     names = [ln.split(":")[0] for ln in proc.stdout.splitlines()]
-    assert names == ["decode", "ensemble", "windows", "train_speed"]
+    assert names == ["decode", "ensemble", "windows", "train_speed", "search_prep"]
     assert "--device cpu" in proc.stdout
 
 

@@ -343,7 +343,7 @@ def test_hf_unreachable_hub_fails_fast_with_clf_hint(tmp_path, monkeypatch):
     datasets = pytest.importorskip("datasets")
     from harness.tasks.qa import readers as qa_readers
 
-    monkeypatch.setattr(qa_readers, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(qa_readers, "hub_reachable", lambda timeout=3.0: False)
     before = datasets.config.HF_HUB_OFFLINE
     t = time.perf_counter()
     with pytest.raises(HarnessError, match=r"cannot load Hugging Face data set 'glue' \(sst2\).*Hub is unreachable") as e:

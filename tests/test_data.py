@@ -306,7 +306,7 @@ def test_read_hf_unreachable_hub_uses_offline_mode_and_restores(tmp_path, monkey
     datasets = pytest.importorskip("datasets")
     from harness.tasks.qa import readers
 
-    monkeypatch.setattr(readers, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(readers, "hub_reachable", lambda timeout=3.0: False)
     before = datasets.config.HF_HUB_OFFLINE
     t = time.perf_counter()
     with pytest.raises(DataError, match="Hub is unreachable"):

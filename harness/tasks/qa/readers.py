@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Iterable
 
 from harness.common.errors import DataError
+from harness.common.hub import hub_reachable, offline_mode
 from harness.tasks.qa.example import Example
 
 log = logging.getLogger(__name__)
@@ -356,9 +356,9 @@ def _hf_offline_hint(name: str) -> str:
 def _load_hf(name: str, split: str, config: str | None, cache_dir: str | None):
     import datasets
 
-    offline = bool(datasets.config.HF_HUB_OFFLINE) or not _hub_reachable()
+    offline = bool(datasets.config.HF_HUB_OFFLINE) or not hub_reachable()
     try:
-        with _offline_mode(offline):
+        with offline_mode(offline):
             return datasets.load_dataset(name, config, split=split, cache_dir=cache_dir)
     except (ConnectionError, FileNotFoundError, OSError) as e:
         why = "offline mode (HF_HUB_OFFLINE) is on" if datasets.config.HF_HUB_OFFLINE else (
@@ -370,49 +370,6 @@ def _load_hf(name: str, split: str, config: str | None, cache_dir: str | None):
         raise DataError(f"cannot load Hugging Face data set '{name}' split '{split}': "
                         f"{type(e).__name__}: {str(e)[:300]}",
                         hint="check the name, config and split on the data set's Hub page") from None
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Cheap TCP probe of the Hub endpoint (skipped, i.e. True, when a proxy is configured)."""
-    import socket
-    from urllib.parse import urlparse
-
-    import datasets
-
-    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return True
-    url = urlparse(datasets.config.HF_ENDPOINT)
-    try:
-        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
-class _offline_mode:
-    """Within the block, ``datasets``/``huggingface_hub`` use only the local cache (restored after).
-
-    Without it an unreachable Hub costs ~25 s of retries before ``datasets`` falls back to its cache.
-    """
-
-    def __init__(self, on: bool):
-        self.on = on
-        self.saved: list = []
-
-    def __enter__(self):
-        if self.on:
-            import datasets
-            import huggingface_hub.constants as hub_constants
-
-            for mod in (datasets.config, hub_constants):
-                self.saved.append((mod, mod.HF_HUB_OFFLINE))
-                mod.HF_HUB_OFFLINE = True
-        return self
-
-    def __exit__(self, *exc):
-        for mod, value in self.saved:
-            mod.HF_HUB_OFFLINE = value
-        return False
 
 
 # ---- dispatch ---------------------------------------------------------------------------------
