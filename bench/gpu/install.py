@@ -15,7 +15,6 @@ Exits 0 unless pip itself fails: the suite goes on and each step reports what it
 from __future__ import annotations
 
 import argparse
-import re
 import subprocess
 import sys
 import zipfile
@@ -23,18 +22,14 @@ from importlib import metadata
 from pathlib import Path
 
 
-def normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gather import normalise, wheel_metadata  # noqa: E402 -- stdlib-only, beside this file
 
 
 def wheel_info(path: Path):
-    with zipfile.ZipFile(path) as z:
-        meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
-        text = z.read(meta).decode("utf-8", "replace")
-    head = text.split("\n\n", 1)[0]
-    field = lambda key: [ln.split(":", 1)[1].strip() for ln in head.splitlines()
-                         if ln.lower().startswith(key.lower() + ":")]
-    return normalise(field("Name")[0]), field("Version")[0], field("Requires-Dist")
+    """(normalised name, version, Requires-Dist lines) of a wheel."""
+    name, version, requires = wheel_metadata(path)
+    return normalise(name), version, requires
 
 
 def installed_versions(extra_paths: list[str]) -> dict[str, str]:
