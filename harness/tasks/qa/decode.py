@@ -375,11 +375,16 @@ def _span_candidates(s, e, s_ok, e_ok, max_span, k, groups=None, exhaustive=Fals
 def _best_spans_within(s, e, max_span, n_best, extent):
     """``best_spans`` of scores whose impossible positions are ``-inf`` already, every possible
     position of row ``r`` lying in ``extent[0][r]:extent[1][r]`` (no masks, no extent pass)."""
-    m = s.shape[0]
-    starts = np.full((m, n_best), -1, dtype=np.int32)
-    ends = np.full((m, n_best), -1, dtype=np.int32)
-    scores = np.full((m, n_best), -np.inf, dtype=np.float32)
     rows, a, b, sc, _ = _span_candidates(s, e, None, None, max_span, n_best, extent=extent)
+    return _padded_top(s.shape[0], n_best, rows, a, b, sc)
+
+
+def _padded_top(n_rows: int, n_best: int, rows, a, b, sc):
+    """The ``n_best`` best candidates (``rows``, starts ``a``, ends ``b``, scores ``sc``, grouped by row)
+    of each of ``n_rows`` rows as [n_rows, n_best] starts, ends, scores (-1 / ``-inf`` padding)."""
+    starts = np.full((n_rows, n_best), -1, dtype=np.int32)
+    ends = np.full((n_rows, n_best), -1, dtype=np.int32)
+    scores = np.full((n_rows, n_best), -np.inf, dtype=np.float32)
     heads, top = _top_of_runs(rows, sc, n_best)
     ok = top >= 0
     pick = top[ok]
@@ -413,21 +418,12 @@ def best_spans(
     if s.ndim != 2 or s.shape != e.shape or any(np.shape(m) != s.shape for m in masks):
         raise ValueError(f"expected four [rows, positions] arrays of one shape, got {s.shape}, {e.shape}, "
                          f"{np.shape(start_ok)}, {np.shape(end_ok)}")
-    rows_n = s.shape[0]
-    starts = np.full((rows_n, max(n_best, 0)), -1, dtype=np.int32)
-    ends = np.full((rows_n, max(n_best, 0)), -1, dtype=np.int32)
-    scores = np.full((rows_n, max(n_best, 0)), -np.inf, dtype=np.float32)
     if n_best <= 0:
-        return starts, ends, scores
+        empty = np.empty((s.shape[0], 0))
+        return empty.astype(np.int32), empty.astype(np.int32), empty.astype(np.float32)
     rows, a, b, sc, _ = _span_candidates(s, e, None if start_ok is None else np.asarray(start_ok, bool),
                                          None if end_ok is None else np.asarray(end_ok, bool), max_span, n_best)
-    heads, top = _top_of_runs(rows, sc, n_best)
-    ok = top >= 0
-    pick = top[ok]
-    r = np.broadcast_to(rows[heads][:, None], top.shape)[ok]
-    col = np.broadcast_to(np.arange(n_best), top.shape)[ok]
-    starts[r, col], ends[r, col], scores[r, col] = a[pick], b[pick], sc[pick]
-    return starts, ends, scores
+    return _padded_top(s.shape[0], n_best, rows, a, b, sc)
 
 
 # ------------------------------------------------------------------------- answers
