@@ -166,9 +166,7 @@ def main() -> None:
     best = (float("inf"), 0.0, 0.0)
     for _ in range(2):
         t0 = time.perf_counter()
-        ens = Ensemble(members, examples, agg=args.agg, space=args.space)
-        for i in range(len(members)):
-            ens.member_scores(i)
+        ens = Ensemble(members, examples, agg=args.agg, space=args.space).prepare()
         t1 = time.perf_counter()
         pred = ens.decode()
         t2 = time.perf_counter()

@@ -471,3 +471,42 @@ def test_best_spans_many_rows_in_buckets_equal_reference():
     assert len(decode._buckets(lo, hi, 9)) > 1
     got = best_spans(s, e, ok, ok, max_span=9, n_best=6)
     _assert_same_spans(got, reference_best_spans(s, e, ok, ok, 9, 6))
+
+
+@pytest.mark.parametrize("kind", ["ties", "zeros", "inf", "peaks", "huge"])
+def test_best_spans_of_one_equal_reference_and_the_general_search(kind, monkeypatch):
+    # n_best = 1 takes its own path (argmax of the best-per-start scores, then of that start's
+    # ends): the same span, score and tie-breaking as the general search, over many rows (buckets),
+    # the unmasked call the character ensemble makes, and one-row chunks
+    rng = np.random.default_rng(7)
+    s, e, s_ok, e_ok = _adversarial(rng, kind, 700, 60)
+    s_ok[:, 50:] = False  # rows of varied extent, so the rows are cut into buckets
+    s_ok[np.arange(700) % 3 == 0, rng.integers(5, 50)] = False
+    for max_span in (1, 4, 9, 80):
+        got = best_spans(s, e, s_ok, e_ok, max_span=max_span, n_best=1)
+        _assert_same_spans(got, reference_best_spans(s, e, s_ok, e_ok, max_span, 1))
+        general = decode._span_candidates(s, e, s_ok, e_ok, max_span, 1)
+        for a, b in zip(got, decode._padded_top(len(s), 1, *general[:4])):
+            np.testing.assert_array_equal(a, b)
+    masked_s, masked_e = np.where(s_ok, s, -np.inf), np.where(e_ok, e, -np.inf)
+    got = best_spans(masked_s, masked_e, None, None, max_span=9, n_best=1)
+    _assert_same_spans(got, reference_best_spans(s, e, s_ok, e_ok, 9, 1))
+    monkeypatch.setattr(decode, "CHUNK_BYTES", 1)
+    for a, b in zip(got, best_spans(masked_s, masked_e, None, None, max_span=9, n_best=1)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kind", ["ties", "zeros", "inf", "peaks"])
+def test_best_one_padded_equals_reference(kind):
+    # rows that end in max_span - 1 impossible columns are searched in place; other input (no
+    # padding, NaN, +inf) goes to the general search: the same answers either way
+    rng = np.random.default_rng(8)
+    s, e, s_ok, e_ok = _adversarial(rng, kind, 300, 50)
+    for max_span in (1, 5, 12):
+        s_pad, e_pad = (np.where(ok, x, -np.inf).astype(np.float32) for x, ok in ((s, s_ok), (e, e_ok)))
+        s_pad[:, 50 - (max_span - 1):] = e_pad[:, 50 - (max_span - 1):] = -np.inf
+        ok_s, ok_e = ~np.isneginf(s_pad), ~np.isneginf(e_pad)
+        want = reference_best_spans(s_pad, e_pad, ok_s, ok_e, max_span, 1)
+        _assert_same_spans(decode.best_one_padded(s_pad, e_pad, max_span), want)
+    unpadded = np.where(s_ok, s, -np.inf).astype(np.float32), np.where(e_ok, e, -np.inf).astype(np.float32)
+    _assert_same_spans(decode.best_one_padded(*unpadded, 9), reference_best_spans(*unpadded, s_ok, e_ok, 9, 1))

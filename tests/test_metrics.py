@@ -350,3 +350,22 @@ def test_agrees_with_official_cmrc2018_script():
     for pred, gts in zh_pairs:
         assert exact_match(pred, gts) == float(_cmrc_em(gts, pred)), (pred, gts)
         assert f1_score(pred, gts) == pytest.approx(_cmrc_f1(gts, pred)), (pred, gts)
+
+
+def test_normalisation_tables_equal_the_character_filters():
+    # normalize_answer deletes punctuation with str.translate tables; the definition is the
+    # character filter of the official scripts (SQuAD's exclude set, CMRC's sp_char)
+    from harness.tasks.qa.metrics import _ARTICLES, CMRC_PUNCTUATION
+
+    def by_filter(text, lang):
+        if lang == "zh":
+            return "".join(ch for ch in text.lower().strip() if ch not in CMRC_PUNCTUATION)
+        text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
+        return " ".join(_ARTICLES.sub(" ", text).split())
+
+    rng = random.Random(0)
+    alphabet = list(string.printable) + [p for p in CMRC_PUNCTUATION] + list("的一是…‘İÅ中文　ａ")
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14)))
+        for lang in ("zh", "en"):
+            assert normalize_answer(text, lang) == by_filter(text, lang), (text, lang)

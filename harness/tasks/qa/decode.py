@@ -313,15 +313,21 @@ class _Bucket:
         return self.rows[r], starts, ends, scores
 
 
+def _chunks(rows, n_rows: int, lo_b: int, hi_b: int, max_span: int):
+    """The rows of one bucket (``rows`` None: all ``n_rows``) in chunks of about ``CHUNK_BYTES`` of
+    work arrays: slices where the bucket is every row (views, no copies), else index arrays."""
+    w = hi_b - lo_b
+    per_row = (w + min(max_span, w)) * 4 * 6
+    count = n_rows if rows is None else len(rows)
+    step = max(1, CHUNK_BYTES // per_row)
+    for i in range(0, count, step):
+        yield rows[i: i + step] if rows is not None else slice(i, i + step)
+
+
 def _scan(out, thr, used, s, e, s_ok, e_ok, rows, lo, lo_b, hi_b, max_span, k, exhaustive, groups):
     """Search one group of rows in chunks of about ``CHUNK_BYTES``: appends to ``out``, sets each
     row's own threshold in ``thr`` and the one its scan used in ``used``."""
-    w = hi_b - lo_b
-    per_row = (w + min(max_span, w)) * 4 * 6
-    count = len(lo) if rows is None else len(rows)
-    step = max(1, CHUNK_BYTES // per_row)
-    for i in range(0, count, step):
-        part = rows[i: i + step] if rows is not None else slice(i, i + step)  # a slice: views, no copies
+    for part in _chunks(rows, len(lo), lo_b, hi_b, max_span):
         b = _Bucket(s, e, s_ok, e_ok, part, lo_b, hi_b, max_span, k, exhaustive)
         thr[b.rows] = b.thr
         scan = b.thr
@@ -375,8 +381,76 @@ def _span_candidates(s, e, s_ok, e_ok, max_span, k, groups=None, exhaustive=Fals
 def _best_spans_within(s, e, max_span, n_best, extent):
     """``best_spans`` of scores whose impossible positions are ``-inf`` already, every possible
     position of row ``r`` lying in ``extent[0][r]:extent[1][r]`` (no masks, no extent pass)."""
+    if n_best == 1:
+        return _best_one(s, e, None, None, max_span, extent)
     rows, a, b, sc, _ = _span_candidates(s, e, None, None, max_span, n_best, extent=extent)
     return _padded_top(s.shape[0], n_best, rows, a, b, sc)
+
+
+def best_one_padded(s: np.ndarray, e: np.ndarray, max_span: int):
+    """``best_spans(s, e, None, None, max_span, 1)`` of C-contiguous float32 [rows, width] scores whose
+    impossible positions are ``-inf`` and whose rows end in at least ``max_span - 1`` columns of
+    ``-inf`` (so that, flattened, no span crosses into the next row): ``_best_one`` without copying
+    the rows into padded buffers. Falls back to ``best_spans`` for other input."""
+    n, wp = s.shape
+    d = min(int(max_span), wp)
+    if (n == 0 or d <= 0 or s.dtype != np.float32 or e.dtype != np.float32 or not s.flags.c_contiguous
+            or not e.flags.c_contiguous or not (np.isneginf(s[:, wp - d + 1:]).all() and np.isneginf(e[:, wp - d + 1:]).all())):
+        return best_spans(s, e, None, None, max_span, 1)
+    S, E = s.reshape(-1), e.reshape(-1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        B = _best_per_start(S, E, d)
+        top = B.max()
+        if np.isnan(top) or top == np.inf:  # NaN or +inf scores: the general path sorts them out
+            return best_spans(s, e, None, None, max_span, 1)
+        B = B.reshape(n, wp)
+        j = B.argmax(axis=1)
+        r = np.flatnonzero(B[np.arange(n), j] > -np.inf)
+        f = r * wp + j[r]
+        sc = S[f][:, None] + np.lib.stride_tricks.sliding_window_view(E, d)[f]
+    t = sc.argmax(axis=1)
+    starts = np.full((n, 1), -1, dtype=np.int32)
+    ends = np.full((n, 1), -1, dtype=np.int32)
+    scores = np.full((n, 1), -np.inf, dtype=np.float32)
+    starts[r, 0] = j[r]
+    ends[r, 0] = j[r] + t
+    scores[r, 0] = sc[np.arange(len(t)), t]
+    return starts, ends, scores
+
+
+def _best_one(s, e, s_ok, e_ok, max_span, extent=None):
+    """``best_spans`` for ``n_best = 1`` without candidates: the best span of a row starts at the
+    first (smallest) start whose best-per-start score ``B`` is the row's maximum, and ends at the
+    first end of that start whose span score reaches it. That is the span the general search ranks
+    first (score, then smaller start, then smaller end), as both compare the same float32 sums."""
+    n = s.shape[0]
+    starts = np.full((n, 1), -1, dtype=np.int32)
+    ends = np.full((n, 1), -1, dtype=np.int32)
+    scores = np.full((n, 1), -np.inf, dtype=np.float32)
+    if n == 0 or s.shape[1] == 0 or max_span <= 0:
+        return starts, ends, scores
+    if extent is None:
+        extent = _extent((s > -np.inf) if s_ok is None else s_ok & (s > -np.inf),
+                         (e > -np.inf) if e_ok is None else e_ok & (e > -np.inf))
+    lo, hi = extent
+    with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf, float32 overflow: see _Bucket
+        for rows, lo_b, hi_b in _buckets(lo, hi, max_span):
+            for part in _chunks(rows, len(lo), lo_b, hi_b, max_span):
+                b = _Bucket(s, e, s_ok, e_ok, part, lo_b, hi_b, max_span, 1, exhaustive=True)  # no thresholds
+                j = b.B.argmax(axis=1)
+                r = np.flatnonzero(b.B[np.arange(len(j)), j] > -np.inf)
+                if not len(r):
+                    continue
+                f = r * b.wp + j[r]  # flat index of each row's best start
+                sc = b.S[f][:, None] + np.lib.stride_tricks.sliding_window_view(b.E, b.d)[f]
+                if not np.isfinite(sc).all():  # +inf starts: inf + -inf is NaN, an impossible span
+                    sc[np.isnan(sc)] = -np.inf
+                t = sc.argmax(axis=1)
+                at = b.rows[r]
+                starts[at, 0] = j[r] + b.lo_b
+                ends[at, 0] = starts[at, 0] + t
+                scores[at, 0] = sc[np.arange(len(t)), t]
+    return starts, ends, scores
 
 
 def _padded_top(n_rows: int, n_best: int, rows, a, b, sc):
@@ -421,8 +495,11 @@ def best_spans(
     if n_best <= 0:
         empty = np.empty((s.shape[0], 0))
         return empty.astype(np.int32), empty.astype(np.int32), empty.astype(np.float32)
-    rows, a, b, sc, _ = _span_candidates(s, e, None if start_ok is None else np.asarray(start_ok, bool),
-                                         None if end_ok is None else np.asarray(end_ok, bool), max_span, n_best)
+    s_ok = None if start_ok is None else np.asarray(start_ok, bool)
+    e_ok = None if end_ok is None else np.asarray(end_ok, bool)
+    if n_best == 1:
+        return _best_one(s, e, s_ok, e_ok, max_span)
+    rows, a, b, sc, _ = _span_candidates(s, e, s_ok, e_ok, max_span, n_best)
     return _padded_top(s.shape[0], n_best, rows, a, b, sc)
 
 

@@ -51,8 +51,9 @@ Speed (the same numbers as the plain definitions, bit for bit): on the character
 one matrix as wide as the longest context); the projection of members that share windows shares
 where each token lands, and scatters one window of every example at a time (``np.maximum.at``
 only where a window hits one character twice); in log-prob space the members' floored scores are
-kept stacked and summed by one ``np.einsum`` (weight 0 for members left out);
-``fit_weights`` memoises each question's EM or F1 by answer.
+projected straight into one stack per side (``FLOOR`` in place of ``-inf``) and summed member
+after member over the members in use; ``n_best = 1`` decodes take the search's argmax path;
+``fit_weights`` memoises each question's EM or F1 by answer span (sorted int64 codes).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ import numpy as np
 from harness.tasks.qa.decode import (
     Predictions,
     _best_spans_within,
+    best_one_padded,
     best_spans,
     decode_windows,
 )
@@ -162,17 +164,18 @@ class _Layout:
     Examples are stored in blocks of similar context length (``n_blocks`` of them, examples in
     length order; one block keeps the given order): block ``b`` is a [rows, width] matrix, so
     example ``i``'s character ``c`` sits at ``base[i] + c``. Padding is what separates an
-    example's length from its block's width, not from the longest context.
+    example's length from its block's width (the block's longest context plus ``pad``), not from
+    the longest context of all.
     """
 
-    def __init__(self, lens: np.ndarray, n_blocks: int = 1):
+    def __init__(self, lens: np.ndarray, n_blocks: int = 1, pad: int = 0):
         m = len(lens)
         order = np.arange(m) if n_blocks <= 1 else np.argsort(lens, kind="stable")
         self.base = np.zeros(m, np.int64)
         self.blocks = []  # (examples, width, offset of the block)
         at = 0
         for rows in np.array_split(order, max(1, min(n_blocks, m))) if m else []:
-            width = max(int(lens[rows].max(initial=0)), 1)
+            width = max(int(lens[rows].max(initial=0)), 1) + pad  # pad: -inf columns after every row
             self.base[rows] = at + np.arange(len(rows)) * width
             self.blocks.append((rows, width, at))
             at += len(rows) * width
@@ -209,28 +212,31 @@ def _targets(w, lens: np.ndarray, agg: str, layout: _Layout):
     return at[order], start_pos[order], end_pos[order], plans
 
 
-def _project(logits: LogitSet, lens: np.ndarray, agg: str, normalize: bool, layout: _Layout, targets=None) -> Scores:
-    """``char_scores`` into the flat arrays of ``layout`` (``targets``: ``_targets`` of the windows)."""
+def _project(logits: LogitSet, lens: np.ndarray, agg: str, normalize: bool, layout: _Layout, targets=None,
+             out=None) -> Scores:
+    """``char_scores`` into the flat arrays of ``layout`` (``targets``: ``_targets`` of the windows;
+    ``out``: two float32 arrays of ``layout.size`` to write into instead of new ones)."""
     if agg not in ("max", "mean"):
         raise ValueError(f"agg must be 'max' or 'mean', got {agg!r}")
     at, start_pos, end_pos, plans = targets or _targets(logits.windows, lens, agg, layout)
-    out = []
+    res = []
     for k, (pos, x) in enumerate(((start_pos, logits.start_logits), (end_pos, logits.end_logits))):
         vals = np.asarray(x, dtype=np.float32).reshape(-1)[at]
+        x = np.empty(layout.size, np.float32) if out is None else out[k]
         if agg == "max":
-            x = np.full(layout.size, -np.inf, np.float32)
+            x.fill(-np.inf)
             _scatter_max(x, vals, plans[k])
         else:
             count = np.bincount(pos, minlength=layout.size)
             total = np.bincount(pos, weights=vals, minlength=layout.size)
             with np.errstate(invalid="ignore", divide="ignore"):
-                x = np.where(count > 0, total / count, -np.inf).astype(np.float32)
+                np.copyto(x, np.where(count > 0, total / count, -np.inf), casting="unsafe")
         if normalize:
             for b in range(len(layout.blocks)):
                 view = layout.view(x, b)
                 view[:] = _log_softmax(view, np.arange(len(view)), len(view))
-        out.append(x)
-    return out[0], out[1]
+        res.append(x)
+    return res[0], res[1]
 
 
 def char_scores(logits: LogitSet, contexts_len: np.ndarray | Sequence[int], agg: str = "max",
@@ -265,10 +271,29 @@ def chars_per_token(logits: LogitSet) -> float:
 
 # ------------------------------------------------------------------------- combination
 
-def _weighted_sum(w: np.ndarray, stack: np.ndarray) -> np.ndarray:
-    """``sum_i w[i] * stack[i]`` in float32, member after member (``np.einsum``: one pass over the
-    stack). A member of weight 0 adds a signed zero to finite scores: no change."""
-    return np.einsum("i,i...->...", w, stack)
+SUM_CHUNK = 1 << 17  # elements summed at a time by _weighted_sum (the member terms stay in cache)
+
+
+def _weighted_sum(w, xs, void=None) -> np.ndarray:
+    """``w[0] * xs[0] + w[1] * xs[1] + ...`` in float32, member after member, into one new array
+    (``xs``: float32 arrays of one shape, or the rows of a stack), ``-inf`` where ``void`` is set.
+    Elementwise, so summing ``SUM_CHUNK`` elements at a time changes no bit."""
+    acc = np.empty(np.shape(xs[0]), np.float32)
+    flat = acc.reshape(-1)
+    parts = [np.asarray(x, np.float32).reshape(-1) for x in xs]
+    hole = None if void is None else void.reshape(-1)
+    ws = [np.float32(wi) for wi in w]
+    tmp = np.empty(min(SUM_CHUNK, flat.size), np.float32)
+    for lo in range(0, flat.size, SUM_CHUNK):
+        hi = min(lo + SUM_CHUNK, flat.size)
+        a, t = flat[lo:hi], tmp[: hi - lo]
+        np.multiply(parts[0][lo:hi], ws[0], out=a)
+        for wi, x in zip(ws[1:], parts[1:]):
+            np.multiply(x[lo:hi], wi, out=t)
+            a += t
+        if hole is not None:
+            np.copyto(a, -np.inf, where=hole[lo:hi])
+    return acc
 
 
 def combine(members: Sequence[Scores], weights=None, space: str = "logprob") -> Scores:
@@ -288,8 +313,7 @@ def combine(members: Sequence[Scores], weights=None, space: str = "logprob") -> 
         xs = [np.asarray(mem[k], dtype=np.float32) for _, mem in live]
         valid = np.logical_or.reduce([np.isfinite(x) for x in xs])
         if space == "logprob":
-            floored = np.stack([np.where(np.isfinite(x), x, FLOOR) for x in xs])
-            acc = _weighted_sum(np.array([wi for wi, _ in live], np.float32), floored)
+            acc = _weighted_sum([wi for wi, _ in live], [np.where(np.isfinite(x), x, FLOOR) for x in xs])
         else:  # log-sum-exp around the elementwise max: exact for identical members, no underflow
             top = np.where(valid, np.maximum.reduce(xs), 0).astype(np.float32)
             mass = np.zeros(xs[0].shape, np.float32)
@@ -382,22 +406,28 @@ class Ensemble:
             max_answer_chars = max(1, round(max_answer_length * max(chars_per_token(m) for m in per_windows.values())))
         self.max_answer_chars = int(max_answer_chars)
         self._lens = np.array([len(ex.context) for ex in self.examples], dtype=np.int64)
-        self._layout = _Layout(self._lens, N_BLOCKS)
+        # each row ends in max_answer_chars - 1 impossible characters: n_best = 1 decodes read the
+        # blocks in place (best_one_padded)
+        self._layout = _Layout(self._lens, N_BLOCKS, pad=self.max_answer_chars - 1)
         self._scores: list[Scores | None] = [None] * len(self.members)
         self._fin: list = [None] * len(self.members)
         self._stack: list = [None, None]
         self._targets: dict[int, tuple] = {}  # per windows object (members of one tokenisation share it)
         self._void: dict[tuple, list] = {}
 
+    def _member_targets(self, i: int):
+        """``_targets`` of member ``i``'s windows (members of one tokenisation share them)."""
+        key = id(self.members[i].windows)
+        if key not in self._targets:
+            self._targets[key] = _targets(self.members[i].windows, self._lens, self.agg, self._layout)
+        return self._targets[key]
+
     def member_scores(self, i: int) -> Scores:
         """Member ``i``'s (S, E) in the ensemble's positions (tokens or characters), cached."""
         if self._scores[i] is None:
             m = self.members[i]
             if not self.shared_windows:  # flat, in self._layout
-                key = id(m.windows)
-                if key not in self._targets:
-                    self._targets[key] = _targets(m.windows, self._lens, self.agg, self._layout)
-                self._scores[i] = _project(m, self._lens, self.agg, True, self._layout, self._targets[key])
+                self._scores[i] = _project(m, self._lens, self.agg, True, self._layout, self._member_targets(i))
             elif self.space == "logprob":  # normalising would only shift each example's spans
                 self._scores[i] = (np.asarray(m.start_logits, np.float32), np.asarray(m.end_logits, np.float32))
             else:
@@ -412,31 +442,55 @@ class Ensemble:
     def _finite(self, i: int):
         """Where member ``i``'s (S, E) are finite."""
         if self._fin[i] is None:
-            self._fin[i] = [np.isfinite(np.asarray(x, dtype=np.float32)) for x in self.member_scores(i)]
+            if self.space == "logprob":
+                self.prepare()  # the stacks record it
+            else:
+                self._fin[i] = [np.isfinite(np.asarray(x, dtype=np.float32)) for x in self.member_scores(i)]
         return self._fin[i]
 
+    def prepare(self) -> "Ensemble":
+        """Compute what every decode needs, once: in log-prob space, all members' start and end
+        scores with ``-inf`` (and NaN) replaced by ``FLOOR``, stacked [members, ...] (what
+        ``combine`` sums; on the character path each member is projected straight into its row);
+        in prob space, each member's scores."""
+        if self.space != "logprob":
+            for i in range(len(self.members)):
+                self.member_scores(i)
+            return self
+        if self._stack[0] is not None:
+            return self
+        n = len(self.members)
+        shape = (self._layout.size,) if not self.shared_windows else np.shape(self.members[0].start_logits)
+        stack = [np.empty((n, *shape), np.float32) for _ in range(2)]
+        for i in range(n):
+            rows = (stack[0][i], stack[1][i])
+            if self.shared_windows or self._scores[i] is not None:
+                for k in range(2):
+                    np.copyto(rows[k], self.member_scores(i)[k], casting="same_kind")
+            else:
+                _project(self.members[i], self._lens, self.agg, True, self._layout, self._member_targets(i), out=rows)
+            self._fin[i] = [np.isfinite(x) for x in rows]
+            for k in range(2):
+                np.copyto(rows[k], FLOOR, where=~self._fin[i][k])
+        self._stack = stack
+        return self
+
     def _stacked(self, k: int) -> np.ndarray:
-        """All members' start (``k = 0``) or end scores, ``-inf`` (and NaN) replaced by ``FLOOR``,
-        stacked [members, ...]: what ``combine`` sums in log-prob space, kept."""
-        if self._stack[k] is None:
-            self._stack[k] = np.stack([np.where(self._finite(i)[k], np.asarray(self.member_scores(i)[k], np.float32), FLOOR)
-                                       for i in range(len(self.members))])
-        return self._stack[k]
+        """All members' floored start (``k = 0``) or end scores, stacked (see ``prepare``)."""
+        return self.prepare()._stack[k]
 
     def _combine_logprob(self, live: np.ndarray, weights: np.ndarray) -> Scores:
         """``combine(..., space="logprob")`` of the members ``live``, bit for bit: the same weighted
-        sum, over all members with weight 0 for the others (which changes nothing)."""
+        sum, member after member, of the stacked floored scores."""
         w = _weights(weights, len(live))
-        full = np.zeros(len(self.members), np.float32)
-        full[live] = [float(wi) for wi in w]
-        used = tuple(int(i) for i in np.flatnonzero(full > 0))
+        pairs = [(int(i), np.float32(wi)) for i, wi in zip(live, w) if np.float32(wi) > 0]
+        used = tuple(i for i, _ in pairs)
         if used not in self._void:  # where none of these members scores: kept per member set
             self._void[used] = [~np.logical_or.reduce([self._finite(i)[k] for i in used]) for k in range(2)]
         out = []
         for k in range(2):
-            acc = _weighted_sum(full, self._stacked(k))
-            np.copyto(acc, -np.inf, where=self._void[used][k])
-            out.append(acc)
+            stack = self._stacked(k)
+            out.append(_weighted_sum([wi for _, wi in pairs], [stack[i] for i in used], self._void[used][k]))
         return out[0], out[1]
 
     def _char_decode(self, live, w, n_best):
@@ -450,9 +504,12 @@ class Ensemble:
         else:
             S, E = combine([self.member_scores(i) for i in live], w, self.space)
         for b, (rows, _, _) in enumerate(self._layout.blocks):  # characters 0 .. len - 1 of each row
-            extent = (np.zeros(len(rows), np.int64), self._lens[rows])
-            starts[rows], ends[rows], scores[rows] = _best_spans_within(
-                self._layout.view(S, b), self._layout.view(E, b), self.max_answer_chars, n_best, extent)
+            s, e = self._layout.view(S, b), self._layout.view(E, b)
+            if n_best == 1:
+                starts[rows], ends[rows], scores[rows] = best_one_padded(s, e, self.max_answer_chars)
+            else:
+                extent = (np.zeros(len(rows), np.int64), self._lens[rows])
+                starts[rows], ends[rows], scores[rows] = _best_spans_within(s, e, self.max_answer_chars, n_best, extent)
         return starts, ends, scores
 
     def decode(self, weights=None, n_best: int = 20) -> Predictions:
@@ -509,14 +566,24 @@ def fit_weights(members: Sequence[LogitSet], examples: Sequence[Example], metric
     ens = Ensemble(members, answered, agg, space, max_answer_length, max_answer_chars)
     n = len(ens.members)
     cache: dict[tuple, float] = {}
-    # per-question metric, memoised by (id, answer): weights that differ mostly decode the same
-    # answers. Summed in the order of qa_scores, so the score is qa_scores(...)[metric] exactly.
-    seen: dict[tuple[str, str], float] = {}
+    # per-question metric, memoised by answer span (a question's answer text is its context cut at
+    # the span): weights that differ mostly decode the same answers. Spans are int64 codes kept
+    # sorted beside their values, looked up for all questions at once; summed by ``sum`` in question
+    # order, as qa_scores sums, so the score is qa_scores(...)[metric] exactly.
+    ids = ens.ids
+    width = int(max((len(ex.context) for ex in answered), default=0)) + 2
+    base = np.arange(len(ids), dtype=np.int64) * width * width
+    known = np.zeros(0, np.int64)
+    values = np.zeros(0, np.float64)
     normal: dict[tuple[str, str], set] = {}
+    raw = {qid: set(r) for qid, r in refs.items()}
+    zh_refs = {qid for qid, r in refs.items() if detect_lang(*r) == "zh"}  # zh whatever the answer
 
     def em(text: str, qid: str) -> float:
         """``exact_match(text, refs[qid])`` with the references normalised once per language."""
-        lang = detect_lang(text, *refs[qid])
+        if text in raw[qid]:
+            return 1.0
+        lang = "zh" if qid in zh_refs else detect_lang(text)
         if (qid, lang) not in normal:
             normal[(qid, lang)] = {normalize_answer(r, lang) for r in refs[qid]}
         return float(normalize_answer(text, lang) in normal[(qid, lang)])
@@ -524,13 +591,23 @@ def fit_weights(members: Sequence[LogitSet], examples: Sequence[Example], metric
     one = em if metric == "em" else (lambda text, qid: f1_score(text, refs[qid]))
 
     def metric_of(pred: Predictions) -> float:
-        total = 0
-        for qid, text in zip(pred.ids, pred.texts):
-            value = seen.get((qid, text))
-            if value is None:
-                value = seen[(qid, text)] = one(text, qid)
-            total += value
-        return 100.0 * total / len(refs)
+        nonlocal known, values
+        if list(pred.ids) != ids:
+            raise AssertionError("the ensemble decoded its questions out of order")
+        code = base + (np.asarray(pred.starts, np.int64) + 1) * width + (np.asarray(pred.ends, np.int64) + 1)
+        at = np.searchsorted(known, code)
+        hit = at < len(known)
+        hit[hit] = known[at[hit]] == code[hit]
+        got = np.empty(len(code), np.float64)
+        got[hit] = values[at[hit]]
+        new = np.flatnonzero(~hit)
+        if len(new):
+            got[new] = [one(pred.texts[j], ids[j]) for j in new.tolist()]
+            known = np.concatenate([known, code[new]])
+            values = np.concatenate([values, got[new]])
+            order = np.argsort(known, kind="stable")
+            known, values = known[order], values[order]
+        return 100.0 * sum(got.tolist()) / len(refs)
 
     def score(w) -> float:
         w = _weights(w, n)
