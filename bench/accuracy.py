@@ -1,10 +1,11 @@
 """Accuracy benchmark on a real pretrained model: do the harness's search and ensembles raise the
 held-out score over Hugging Face ``Trainer`` with the example scripts' settings?
 
-    python bench/accuracy.py                          # both tracks at CPU scale (SST-2 ~30 min, QA ~2 h)
+    python bench/accuracy.py                          # both tracks at CPU scale (SST-2 ~40 min, QA ~1.5 h)
     python bench/accuracy.py --track clf --scale cpu  # one track; rerun the same command to resume
     python bench/accuracy.py --track all --scale smoke --out /tmp/acc   # the test's size (~1 min a track)
     nohup python bench/accuracy.py --track qa > work/accuracy-qa.log 2>&1 &
+    touch work/accuracy/PAUSE                         # hold the bench after the current row; rm to go on
     python bench/accuracy.py --track qa --report      # rewrite the table from the finished rows only
 
 Every row uses the same model (the ``minilm`` recipe: pretrained all-MiniLM-L6-v2, 22M
@@ -20,8 +21,8 @@ harness-default       ``harness train --no-dev`` at Trainer's hyperparameters (w
                       the parity of the training loop and the decoder; last epoch, like Trainer)
 search-best           ``harness search`` (dev-scored, the default median pruner, the recipe's own search
                       space; only the windows are fixed with ``--set``): its best trial by dev
-refit                 ``harness refit --trial best --seeds 1,2``: the mean single model over the best
-                      configuration's seeds (the trial's own seed 42 and the refit seeds)
+refit                 ``harness refit --trial best --seeds 1`` (``1,2`` at GPU scale): the mean single model
+                      over the best configuration's seeds (the trial's own seed 42 and the refit seeds)
 ensemble-search       ``harness submit --fit-weights`` over the search's kept top trials (weights fitted
                       on dev)
 ensemble-refit        the same over the best configuration's seeds (trial + refits)
@@ -105,7 +106,7 @@ SCALES = {
         "smoke": dict(test_articles=1, dev_articles=1, n_train=24, n_dev=8, n_test=16, max_length=128,
                       doc_stride=48, grid_lr=(3e-5, 1e-4), grid_epochs=(2,), trials=2, budget="trials",
                       refit_seeds=(1,), members=2, max_steps=1, ensemble_all=False),
-        "cpu": dict(test_articles=5, dev_articles=2, n_train=1500, n_dev=400, n_test=None, max_length=192,
+        "cpu": dict(test_articles=5, dev_articles=2, n_train=1200, n_dev=400, n_test=None, max_length=192,
                     doc_stride=64, grid_lr=(3e-5, 2e-4), grid_epochs=(2, 3), trials=20, budget="grid-time",
                     refit_seeds=(1,), members=3, max_steps=0, ensemble_all=True),
         "gpu": dict(test_articles=4, dev_articles=3, n_train=None, n_dev=None, n_test=None, max_length=384,
@@ -318,6 +319,7 @@ class Track:
         steps = self.state.setdefault("steps", {})
         if name in steps:
             return steps[name]
+        self.hold()
         self.log(f"{what or name}: started")
         t0 = time.time()
         result = fn()
@@ -326,6 +328,16 @@ class Track:
         self.save()
         self.log(f"{what or name}: finished in {_clock(time.time() - t0)}{self._brief(result)}")
         return result
+
+    def hold(self) -> None:
+        """Wait between rows while a file ``PAUSE`` exists in the output folder (so a shared machine
+        can be used for something else without disturbing a row's timing); no row is timed meanwhile."""
+        pause = self.dir.parents[1] / "PAUSE"
+        if pause.exists():
+            self.log(f"paused: {pause} exists (remove it to go on)")
+            while pause.exists():
+                time.sleep(5)
+            self.log("resumed")
 
     def _brief(self, result: dict) -> str:
         parts = []

@@ -154,3 +154,22 @@ def test_smoke_scale_end_to_end(tmp_path):
     assert ": started" not in rerun.stdout
     again = json.loads((tmp_path / "smoke" / "clf" / "results.json").read_text())
     assert [r["test"] for r in again["rows"]] == [r["test"] for r in first["rows"]]
+
+
+def test_a_pause_file_holds_the_next_row_untimed(tmp_path):
+    # touch OUT/PAUSE: the bench waits before its next row, and the wait is in no row's time
+    import threading
+    import time
+
+    acc = _accuracy()
+    track = acc.Track("clf", "smoke", tmp_path, echo=lambda msg: None)
+    (tmp_path / "PAUSE").touch()
+    box = {}
+    worker = threading.Thread(target=lambda: box.update(r=track.step("row", lambda: {"x": 1})))
+    worker.start()
+    time.sleep(1.0)
+    assert "r" not in box and worker.is_alive()  # held
+    (tmp_path / "PAUSE").unlink()
+    worker.join(timeout=30)
+    assert box["r"]["x"] == 1 and box["r"]["wall_s"] < 1.0
+    assert json.loads(track.state_path.read_text())["steps"]["row"]["x"] == 1
