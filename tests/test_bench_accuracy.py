@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -126,12 +127,16 @@ def test_smoke_scale_end_to_end(tmp_path):
     shared_file("glue/SST-2/train.tsv")
     shared_file("glue/SST-2/dev.tsv")
 
+    # the two tracks side by side, one core each (two 2-thread torch processes on 2 cores spin
+    # against each other)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
     def start(track):
         return subprocess.Popen([sys.executable, str(ROOT / "bench" / "accuracy.py"), "--track", track, "--scale",
                                  "smoke", "--out", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, cwd=ROOT)
+                                text=True, cwd=ROOT, env=env)
 
-    procs = {t: start(t) for t in ("clf", "qa")}  # the two tracks side by side
+    procs = {t: start(t) for t in ("clf", "qa")}
     outs = {t: p.communicate(timeout=1200)[0] for t, p in procs.items()}
     for t, p in procs.items():
         assert p.returncode == 0, outs[t][-4000:]
