@@ -679,8 +679,9 @@ class Track:
                 "ranked": ranked, "trials_table": table, "session_s": round(time.time() - t0, 1)}
 
     def _ranked_trials(self, table: str) -> list[dict]:
-        """COMPLETE trials of ``harness trials --sort`` in its order (best dev first), with their folders
-        (columns found by the table's header: number, state, the metric right after state)."""
+        """COMPLETE trials of ``harness trials --sort``, best dev first (ranked here by the metric column,
+        ties by trial number, whatever the table's order), with their folders (columns found by the
+        table's header: number, state, the metric right after state)."""
         rows = []
         lines = table.splitlines()
         header = next((ln.split() for ln in lines if {"number", "state"} <= set(ln.split())), None)
@@ -698,7 +699,7 @@ class Track:
                 rows.append({"number": int(tok[at_number]), "dir": folder,
                              "dev": float(tok[at_metric]) if at_metric is not None else None,
                              "has_model": (self.ws / folder / "model").exists()})
-        return rows
+        return sorted(rows, key=lambda r: (-(r["dev"] if r["dev"] is not None else -math.inf), r["number"]))
 
     def refit(self, best: dict) -> dict:
         seeds = ",".join(str(s) for s in self.p["refit_seeds"])

@@ -178,3 +178,19 @@ def test_a_pause_file_holds_the_next_row_untimed(tmp_path):
     worker.join(timeout=30)
     assert box["r"]["x"] == 1 and box["r"]["wall_s"] < 1.0
     assert json.loads(track.state_path.read_text())["steps"]["row"]["x"] == 1
+
+
+def test_ranked_trials_rank_complete_trials_by_dev_whatever_the_table_order(tmp_path):
+    acc = _accuracy()
+    track = acc.Track("clf", "smoke", tmp_path, echo=lambda msg: None)
+    table = """study 'minilm-dev'
+ number           name    state  accuracy       lr  seconds model                           path            note
+      6                  PRUNED     75.50 0.000097     26.6
+      0  minilm-dev/t0 COMPLETE     83.25 0.000200    108.4       studies/minilm-dev/trials/0000 recipe defaults
+      1  minilm-dev/t1 COMPLETE     82.25 0.000105     66.2       studies/minilm-dev/trials/0001
+      4  minilm-dev/t4 COMPLETE     85.25 0.000187     79.0   yes studies/minilm-dev/trials/0004
+      5  minilm-dev/t5 COMPLETE     85.25 0.000127    151.7       studies/minilm-dev/trials/0005
+"""
+    ranked = track._ranked_trials(table)
+    assert [r["number"] for r in ranked] == [4, 5, 0, 1]
+    assert ranked[0]["dev"] == 85.25 and ranked[0]["dir"] == "studies/minilm-dev/trials/0004"

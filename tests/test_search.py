@@ -431,3 +431,25 @@ def test_recovery_of_dead_running_trials(ws):
     assert created and [t.state.name for t in load_study(workspace, "rec").trials] == ["WAITING"]
     archived = [d for d in (ws / "studies").iterdir() if d.name.startswith("rec.old-")]
     assert len(archived) == 1 and (archived[0] / "study.db").exists()
+
+
+def test_trials_sort_puts_the_best_complete_trial_first(tmp_path, monkeypatch):
+    # `harness trials --sort` ranks by the objective: complete trials first (highest score), then
+    # pruned and failed ones; not by any other column (it once sorted by the state column)
+    import pandas as pd
+
+    import harness.search.results as results
+    import harness.search.storage as storage
+
+    df = pd.DataFrame({"number": [0, 1, 2, 3, 4, 5], "name": ["s/t0", "", "s/t2", "s/t3", "", "s/t5"],
+                       "state": ["COMPLETE", "PRUNED", "COMPLETE", "COMPLETE", "FAIL", "COMPLETE"],
+                       "accuracy": [83.25, 90.0, 85.25, 84.0, None, 85.25], "lr": [2e-4, 3e-4, 1.9e-4, 1e-4, 5e-4, 1e-4]})
+    df.attrs["metric"] = "accuracy"
+    monkeypatch.setattr(results, "trials_table", lambda ws, name, storage=None: df)
+    monkeypatch.setattr(storage, "find_study", lambda ws, study: "s")
+    r = CliRunner().invoke(main, ["-w", str(tmp_path), "trials", "--sort"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    rows = [ln.split() for ln in r.output.splitlines()[2:]]
+    assert [int(row[0]) for row in rows] == [2, 5, 3, 0, 1, 4]
+    r = CliRunner().invoke(main, ["-w", str(tmp_path), "trials"], catch_exceptions=False)
+    assert [int(ln.split()[0]) for ln in r.output.splitlines()[2:]] == [0, 1, 2, 3, 4, 5]

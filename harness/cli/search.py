@@ -95,7 +95,7 @@ def search(ctx, recipe, n_trials, timeout, folds, dev, pool_dev, metric, study, 
 @click.command()
 @click.option("--study", help="study name (default: the only study of the workspace)")
 @click.option("--storage", help="storage URL when the study is not under studies/NAME")
-@click.option("--sort", "sort", is_flag=True, help="best first")
+@click.option("--sort", "sort", is_flag=True, help="best first: complete trials by their score, then the pruned and failed")
 @pass_ctx
 @friendly
 def trials(ctx, study, storage, sort):
@@ -114,7 +114,7 @@ def trials(ctx, study, storage, sort):
     """
     import pandas as pd
 
-    from harness.search.results import trials_table
+    from harness.search.results import best_first, trials_table
     from harness.search.storage import find_study
 
     name = find_study(ctx.workspace, study)
@@ -123,7 +123,7 @@ def trials(ctx, study, storage, sort):
         click.echo(f"study '{name}': no trials yet")
         return
     if sort:
-        df = df.sort_values(df.columns[2], ascending=False, na_position="last", kind="stable")
+        df = best_first(df)
     with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200):
         click.echo(f"study '{name}'")
         click.echo(df.to_string(index=False, na_rep="-"))

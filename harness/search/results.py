@@ -55,7 +55,19 @@ def trials_table(ws: Workspace, name: str, storage: str | None = None):
         df = df.drop(columns="decoded")
     if "note" in df:
         df["note"] = df["note"].fillna("")
+    df.attrs["metric"] = metric  # the objective's column (studies maximise it)
     return df
+
+
+def best_first(df):
+    """The trials table best first: COMPLETE trials by their objective (highest first), then the
+    others (pruned trials by their last reported score), ties in trial order."""
+    metric = df.attrs.get("metric")
+    if metric not in df:
+        return df
+    rank = df.assign(_unfinished=df["state"] != "COMPLETE", _score=-df[metric].astype(float))
+    order = rank.sort_values(["_unfinished", "_score", "number"], na_position="last", kind="stable").index
+    return df.loc[order]
 
 
 def _pick_trial(study, which: str | int):
