@@ -105,5 +105,12 @@ def test_workspace_recipe_toml_and_overrides(tmp_path):
         'checkpoint = "/models/x"\nlang = "zh"\n[defaults]\nlr = 5e-5\n[space]\nlr = ["log", 1e-5, 1e-4]\n')
     r = get_recipe("mine", tmp_path)
     assert r.defaults["lr"] == 5e-5 and r.search_space()["lr"] == ["log", 1e-5, 1e-4]
+    (tmp_path / "recipes" / "mine.toml").write_text(
+        'checkpoint = "/models/x"\n[space]\nlr = ["log", 1e-5, 1e-4]\n[task_space.classification]\n'
+        'lr = ["log", 1e-6, 1e-5]\n')
+    r = get_recipe("mine", tmp_path)  # a task kind's space entries win for that kind only
+    assert r.search_space("classification")["lr"] == ["log", 1e-6, 1e-5]
+    assert r.search_space("qa")["lr"] == r.search_space()["lr"] == ["log", 1e-5, 1e-4]
+    assert get_recipe("minilm").search_space("classification")["lr"] != get_recipe("minilm").search_space("qa")["lr"]
     assert parse_overrides(["lr=3e-5", "max_offset=None", "name=abc"]) == {"lr": 3e-5, "max_offset": None,
                                                                            "name": "abc"}

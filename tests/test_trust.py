@@ -89,6 +89,7 @@ def test_bad_set_values_are_one_line_before_anything_is_written(demo, setting, n
     ('checkpoint = "/m"\n[space]\nepochs = ["int", 0, 3]\n', "epochs"),
     ('[defaults]\nlr = 1e-4\n', "needs a checkpoint"),
     ('checkpoint = "/m"\nlang = 3\n', "lang must be a string"),
+    ('checkpoint = "/m"\n[task_space.classification]\nlr = ["log", 0, 1]\n', "[task_space.classification]"),
 ])
 def test_a_bad_recipe_file_is_one_line_even_for_harness_recipes(demo, toml, needle):
     (demo / "recipes").mkdir()

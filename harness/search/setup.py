@@ -148,7 +148,7 @@ def build_config(comp: Competition, recipe: Recipe, *, mode: str, folds: int | N
                  overrides: dict, model_path: str | None, space: dict | None, sampler: dict | None,
                  pruner: dict | None, seed: int) -> dict:
     """The search configuration saved in the study (everything a resume must reproduce)."""
-    full_space = check_space(space if space is not None else recipe.search_space(),
+    full_space = check_space(space if space is not None else recipe.search_space(comp.kind.kind),
                              "--space" if space is not None else f"recipe {recipe.name} space")
     task = comp.kind
     resolve(recipe, task, lang=comp.lang, metric=metric, overrides=overrides)  # bad overrides: one line, now
