@@ -54,8 +54,9 @@ def test_sst2_split_rules():
     acc = _accuracy()
     shared_file("glue/SST-2/train.tsv")
     shared_file("glue/SST-2/dev.tsv")
-    sp = acc.sst2_splits(acc.SST2_TRAIN, acc.SST2_DEV, acc.SCALES["clf"]["cpu"])
-    assert len(sp["test"]) == 872 and len(sp["dev"]) == 500 and len(sp["train"]) == 3000
+    p = acc.SCALES["clf"]["cpu"]
+    sp = acc.sst2_splits(acc.SST2_TRAIN, acc.SST2_DEV, p)
+    assert len(sp["test"]) == 872 and len(sp["dev"]) == p["n_dev"] and len(sp["train"]) == p["n_train"]
     text = {s: {" ".join(t.split()) for _, t, _ in sp[s]} for s in sp}
     assert not (text["train"] & text["dev"]) and not (text["train"] & text["test"]) and not (text["dev"] & text["test"])
     assert all(len(t.split()) >= acc.SST2_DEV_MIN_WORDS for _, t, _ in sp["dev"])
