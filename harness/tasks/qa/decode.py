@@ -403,19 +403,27 @@ def best_one_padded(s: np.ndarray, e: np.ndarray, max_span: int):
         top = B.max()
         if np.isnan(top) or top == np.inf:  # NaN or +inf scores: the general path sorts them out
             return best_spans(s, e, None, None, max_span, 1)
-        B = B.reshape(n, wp)
-        j = B.argmax(axis=1)
-        r = np.flatnonzero(B[np.arange(n), j] > -np.inf)
-        f = r * wp + j[r]
-        sc = S[f][:, None] + np.lib.stride_tricks.sliding_window_view(E, d)[f]
-    t = sc.argmax(axis=1)
+        r, a, t, sc = _argmax_spans(B.reshape(n, wp), S, E, d)
     starts = np.full((n, 1), -1, dtype=np.int32)
     ends = np.full((n, 1), -1, dtype=np.int32)
     scores = np.full((n, 1), -np.inf, dtype=np.float32)
-    starts[r, 0] = j[r]
-    ends[r, 0] = j[r] + t
-    scores[r, 0] = sc[np.arange(len(t)), t]
+    starts[r, 0], ends[r, 0], scores[r, 0] = a, a + t, sc
     return starts, ends, scores
+
+
+def _argmax_spans(B: np.ndarray, S: np.ndarray, E: np.ndarray, d: int):
+    """The best span of each row of the best-per-start scores ``B`` [rows, wp] over the padded flat
+    ``S``, ``E``: the rows ``r`` that have one, their start column ``a`` (the first start reaching the
+    row's maximum), the end offset ``t`` (the first end reaching it) and the span score."""
+    n, wp = B.shape
+    j = B.argmax(axis=1)
+    r = np.flatnonzero(B[np.arange(n), j] > -np.inf)
+    f = r * wp + j[r]
+    sc = S[f][:, None] + np.lib.stride_tricks.sliding_window_view(E, d)[f]
+    if not np.isfinite(sc).all():  # +inf starts: inf + -inf is NaN, an impossible span
+        sc[np.isnan(sc)] = -np.inf
+    t = sc.argmax(axis=1)
+    return r, j[r], t, sc[np.arange(len(t)), t]
 
 
 def _best_one(s, e, s_ok, e_ok, max_span, extent=None):
@@ -437,19 +445,11 @@ def _best_one(s, e, s_ok, e_ok, max_span, extent=None):
         for rows, lo_b, hi_b in _buckets(lo, hi, max_span):
             for part in _chunks(rows, len(lo), lo_b, hi_b, max_span):
                 b = _Bucket(s, e, s_ok, e_ok, part, lo_b, hi_b, max_span, 1, exhaustive=True)  # no thresholds
-                j = b.B.argmax(axis=1)
-                r = np.flatnonzero(b.B[np.arange(len(j)), j] > -np.inf)
-                if not len(r):
-                    continue
-                f = r * b.wp + j[r]  # flat index of each row's best start
-                sc = b.S[f][:, None] + np.lib.stride_tricks.sliding_window_view(b.E, b.d)[f]
-                if not np.isfinite(sc).all():  # +inf starts: inf + -inf is NaN, an impossible span
-                    sc[np.isnan(sc)] = -np.inf
-                t = sc.argmax(axis=1)
+                r, a, t, sc = _argmax_spans(b.B, b.S, b.E, b.d)
                 at = b.rows[r]
-                starts[at, 0] = j[r] + b.lo_b
+                starts[at, 0] = a + b.lo_b
                 ends[at, 0] = starts[at, 0] + t
-                scores[at, 0] = sc[np.arange(len(t)), t]
+                scores[at, 0] = sc
     return starts, ends, scores
 
 
