@@ -100,7 +100,9 @@ TRACKS = ("clf", "qa")  # the order of --track all (the shorter first)
 # Per track and scale. n_*: caps on the split sizes (None: all); grid: learning rates x epochs (the
 # Trainer default cell is part of it); trials: the search's trial cap; refit_seeds: extra seeds of
 # the best trial; members: search trials in the search ensemble; max_steps: optimiser steps per
-# training (smoke only: the plumbing, not the figures).
+# training (smoke only: the plumbing, not the figures); parity_seeds: extra seeds at which both Trainer
+# and the harness train at Trainer's defaults, so the parity target compares means over seeds (at an
+# under-trained default one seed's spread is larger than the target).
 SCALES = {
     "qa": {
         "smoke": dict(test_articles=1, dev_articles=1, n_train=24, n_dev=8, n_test=16, max_length=128,
@@ -117,9 +119,11 @@ SCALES = {
     },
     "clf": {
         "smoke": dict(n_train=32, n_dev=16, n_test=32, max_length=32, grid_lr=(2e-5, 1e-4), grid_epochs=(3,),
-                      trials=2, budget="trials", refit_seeds=(1,), members=2, max_steps=1, ensemble_all=False),
+                      trials=2, budget="trials", refit_seeds=(1,), members=2, max_steps=1, ensemble_all=False,
+                      parity_seeds=(1,)),
         "cpu": dict(n_train=1000, n_dev=400, n_test=None, max_length=64, grid_lr=(2e-5, 1e-4), grid_epochs=(2, 3),
-                    trials=20, budget="grid-time", refit_seeds=(1,), members=3, max_steps=0, ensemble_all=True),
+                    trials=20, budget="grid-time", refit_seeds=(1,), members=3, max_steps=0, ensemble_all=True,
+                    parity_seeds=(1, 2)),
         "gpu": dict(n_train=20000, n_dev=1000, n_test=None, max_length=128, grid_lr=(2e-5, 5e-5, 1e-4),
                     grid_epochs=(2, 3, 4), trials=20, budget="grid-time", refit_seeds=(1, 2), members=3,
                     max_steps=0, ensemble_all=True),
@@ -398,6 +402,9 @@ class Track:
             self.state = json.loads(self.state_path.read_text(encoding="utf-8"))
             same = {k: v for k, v in _jsonable(p).items() if k != "budget"}
             saved = {k: v for k, v in (self.state.get("scale_params") or {}).items() if k != "budget"}
+            # parity_seeds only adds rows: a state saved before it existed (or with other seeds) stays valid
+            same.pop("parity_seeds", None)
+            saved.pop("parity_seeds", None)
             if self.state.get("fingerprint") != fingerprint or saved != same:
                 raise BenchError(f"{self.state_path}: made from other data or settings (fingerprint "
                                  f"{self.state.get('fingerprint')} vs {fingerprint})",
@@ -453,7 +460,7 @@ class Track:
         return stats["metrics"]["x"]
 
     # -- the Trainer rows --
-    def trainer_cell(self, lr: float, epochs: int) -> dict:
+    def trainer_cell(self, lr: float, epochs: int, seed: int = SEED) -> dict:
         from peers import (
             clf_features,
             clf_trainer,
@@ -490,16 +497,17 @@ class Track:
                 track.log(f"  trainer lr={_fmt_lr(lr)} epochs={epochs}: epoch {state.epoch:.0f} done, step "
                           f"{state.global_step}/{state.max_steps}")
 
-        model = load_model(path, "qa" if self.kind == "qa" else "classification", seed=SEED, labels=self.labels)
+        model = load_model(path, "qa" if self.kind == "qa" else "classification", seed=seed, labels=self.labels)
         make = qa_trainer if self.kind == "qa" else clf_trainer
         extra = {"max_steps": p["max_steps"]} if p["max_steps"] else {}
-        trainer = make(model, train_features, self.dir / "trainer" / f"lr{lr}-e{epochs}", learning_rate=lr,
-                       num_train_epochs=epochs, per_device_train_batch_size=bs, seed=SEED, callbacks=[Progress()],
+        folder = f"lr{lr}-e{epochs}" + (f"-s{seed}" if seed != SEED else "")
+        trainer = make(model, train_features, self.dir / "trainer" / folder, learning_rate=lr,
+                       num_train_epochs=epochs, per_device_train_batch_size=bs, seed=seed, callbacks=[Progress()],
                        **extra)
         t_train = time.time()
         trainer.train()
         train_s = time.time() - t_train
-        out = {"lr": lr, "epochs": epochs, "batch_size": bs, "train_rows": len(train_features),
+        out = {"lr": lr, "epochs": epochs, "batch_size": bs, "seed": seed, "train_rows": len(train_features),
                "train_s": round(train_s, 1), "optimizer": str(getattr(trainer.args.optim, "value", trainer.args.optim)),
                "rows_per_s": round(len(train_features) * (epochs if not p["max_steps"] else 0) / max(train_s, 1e-9), 1)}
         t_pred = time.time()
@@ -614,20 +622,20 @@ class Track:
         self.cli(*args, log=f"submit-{name}")
         return {**self.submission(name), "submit_s": round(time.time() - t0, 1)}
 
-    def harness_default(self) -> dict:
+    def harness_default(self, seed: int = SEED) -> dict:
         d = TRAINER_DEFAULTS[self.kind]
-        name = "harness-default"
+        name = "harness-default" + (f"-s{seed}" if seed != SEED else "")
         t0 = time.time()
         if not (self.ws / "runs" / name / "metrics.json").exists():
             self.cli("train", "--recipe", RECIPE, "--name", name, "--no-dev", "--set", f"lr={d['lr']}",
                      "--set", f"epochs={d['epochs']}", "--set", f"batch_size={d['batch_size']}",
-                     "--set", "warmup_ratio=0.0", "--set", "weight_decay=0.0", "--set", f"seed={SEED}",
+                     "--set", "warmup_ratio=0.0", "--set", "weight_decay=0.0", "--set", f"seed={seed}",
                      *self.common_sets(), log=name)
         train_s = time.time() - t0
         self.cli("predict", "--run", name, "--data", "dev", log=name)  # dev figures for the table
         out = self.submit(name, [name])
         metrics = self._run_metrics(self.ws / "runs" / name)
-        return {**out, "train_s": round(train_s, 1), "run": f"runs/{name}", "run_metrics": metrics,
+        return {**out, "seed": seed, "train_s": round(train_s, 1), "run": f"runs/{name}", "run_metrics": metrics,
                 "wall_s": round(time.time() - t0, 1)}
 
     def _run_metrics(self, run_dir: Path) -> dict:
@@ -715,6 +723,15 @@ class Track:
         return {"runs": runs, "trial": number, "seeds": list(self.p["refit_seeds"]),
                 "refit_s": round(time.time() - t0, 1)}
 
+    def parity_seeds(self) -> None:
+        """Trainer and harness at Trainer's defaults at the scale's extra seeds (the parity rows' means)."""
+        d = TRAINER_DEFAULTS[self.kind]
+        for seed in self.p.get("parity_seeds") or ():
+            self.step(f"trainer-seed:{seed}", lambda seed=seed: self.trainer_cell(d["lr"], d["epochs"], seed),
+                      f"Trainer at its defaults, seed {seed}")
+            self.step(f"harness-default-seed:{seed}", lambda seed=seed: self.harness_default(seed),
+                      f"harness at Trainer's hyperparameters, seed {seed}")
+
     # -- the whole track --
     def run(self) -> dict:
         self.prepare()
@@ -722,6 +739,7 @@ class Track:
         cells = self.grid()
         grid_s = sum(c["wall_s"] for c in cells)
         self.step("harness-default", self.harness_default, "row harness-default (Trainer's hyperparameters)")
+        self.parity_seeds()
         search = self.step("search", lambda: self.search(grid_s), "row search")
         ranked = search["ranked"]
         best = ranked[0]
@@ -782,6 +800,23 @@ class Track:
             entries["harness-default"] = self.per_example(steps["harness-default"]["test_preds"])
             rows.append(("harness-default", "harness train at Trainer's hyperparameters (--no-dev, last epoch)",
                          steps["harness-default"]))
+        parity = ("trainer-default", "harness-default")  # the entries the parity target compares
+        extra = sorted({int(k.split(":")[1]) for k in steps if k.startswith("trainer-seed:")}
+                       & {int(k.split(":")[1]) for k in steps if k.startswith("harness-default-seed:")})
+        if extra and default_name in steps and "harness-default" in steps:
+            seeds = [SEED] + extra
+            for key, first, prefix, what in (
+                    ("trainer-default-seeds", steps[default_name], "trainer-seed", "HF Trainer at its defaults"),
+                    ("harness-default-seeds", steps["harness-default"], "harness-default-seed",
+                     "harness train at Trainer's hyperparameters")):
+                runs = [first] + [steps[f"{prefix}:{s}"] for s in extra]
+                per = [self.per_example(r["test_preds"]) for r in runs]
+                entries[key] = {q: [sum(col) / len(per) for col in zip(*(pe[q] for pe in per))] for q in per[0]}
+                dev = {k: sum(r["dev_scores"].get(k, 0) for r in runs) / len(runs) for k in (primary, second)}
+                rows.append((key, f"{what}, mean of seeds {', '.join(map(str, seeds))}",
+                             {"dev_scores": dev, "wall_s": sum(r["wall_s"] for r in runs),
+                              "per_seed": {str(s): r["test_scores"] for s, r in zip(seeds, runs)}}))
+            parity = ("trainer-default-seeds", "harness-default-seeds")
         search = steps.get("search")
         if "search-best" in steps and search:
             entries["search-best"] = self.per_example(steps["search-best"]["test_preds"])
@@ -822,6 +857,7 @@ class Track:
         if not entries:
             return {}
         pairs = [(r[0], "trainer-default") for r in rows if r[0] != "trainer-default" and "trainer-default" in entries]
+        pairs.append((parity[1], parity[0]))
         pairs += [(c["name"], "trainer-default") for c in cells if "trainer-default" in entries]
         if "search-best" in entries and "trainer-grid" in entries:
             pairs.append(("search-best", "trainer-grid"))
@@ -833,8 +869,9 @@ class Track:
             diff = stats["diff"].get(f"{key}|trainer-default", {}).get(primary)
             table_rows.append({"row": key, "what": what, "dev": v.get("dev_scores", {}),
                                "test": stats["metrics"][key], "ci": stats["ci"][key],
-                               "diff_vs_trainer_default": diff, "wall_s": v.get("wall_s")})
-        targets = self._targets(stats, ensembles, member_steps)
+                               "diff_vs_trainer_default": diff, "wall_s": v.get("wall_s"),
+                               **({"per_seed": v["per_seed"]} if v.get("per_seed") else {})})
+        targets = self._targets(stats, ensembles, member_steps, parity)
         board_check = self._board_check(stats, member_steps)
         grid_json = [{"name": c["name"], "lr": c["lr"], "epochs": c["epochs"], "dev": c["dev_scores"],
                       "test": stats["metrics"][c["name"]], "ci": stats["ci"][c["name"]],
@@ -875,7 +912,7 @@ class Track:
                 mismatched.append({"entry": sub, "ours": ours, "board": board[sub]})
         return {"checked": checked, "mismatched": mismatched}
 
-    def _targets(self, stats, ensembles, member_steps) -> list[dict]:
+    def _targets(self, stats, ensembles, member_steps, parity=("trainer-default", "harness-default")) -> list[dict]:
         kind, primary = self.kind, METRICS[self.kind][0]
         lab = LABEL[primary]
         t = TARGETS[kind]
@@ -889,8 +926,9 @@ class Track:
             out.append({"target": name, "a": a, "b": b, "metric": primary, "diff": d[0], "ci": [d[1], d[2]],
                         "within_ci": d[1] <= 0 <= d[2], "needed": need, "pass": bool(ok(d[0]))})
 
-        add(f"harness at Trainer's hyperparameters within {t['parity']:g} {unit} of Trainer", "harness-default",
-            "trainer-default", f"abs(diff) <= {t['parity']:g}", lambda x: abs(x) <= t["parity"])
+        seeds = " (means over the same seeds)" if parity[0] != "trainer-default" else ""
+        add(f"harness at Trainer's hyperparameters within {t['parity']:g} {unit} of Trainer{seeds}", parity[1],
+            parity[0], f"abs(diff) <= {t['parity']:g}", lambda x: abs(x) <= t["parity"])
         add("search best >= best grid cell (both chosen on dev)", "search-best", "trainer-grid", "diff >= 0",
             lambda x: x >= 0)
         for name, m in ensembles:
@@ -970,6 +1008,10 @@ def markdown(result: dict) -> str:
         lines.append(f"| {r['row']} | {r['what']} | {dev_s} | {t[primary]:.2f} [{ci[primary][0]:.2f}, "
                      f"{ci[primary][1]:.2f}] | {t[second]:.2f} [{ci[second][0]:.2f}, {ci[second][1]:.2f}] | {d_s} | "
                      f"{mark} | {_clock(r['wall_s'])} |")
+    for r in result["rows"]:
+        if r.get("per_seed"):
+            lines += ["", f"{r['row']}: test {lp} by seed " + ", ".join(
+                f"{seed} {v[primary]:.2f}" for seed, v in r["per_seed"].items()) + "."]
     if result.get("targets"):
         lines += ["", f"| target | Δ test {lp} [95% CI] | needed | result |", "|---|---|---|---|"]
         for t in result["targets"]:

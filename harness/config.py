@@ -45,6 +45,8 @@ class TrainingArgs:
     weight_decay: float = _p(0.01, float, "AdamW weight decay (not on biases and norms)", lo=0)
     max_grad_norm: float = _p(1.0, float, "gradient clipping norm (0: no clipping)", lo=0)
     seed: int = _p(42, int, "seed of the initialisation, shuffling and windows", lo=0)
+    length_pool: int = _p(50, int, "training batches per length-sorted pool (rows of similar length share a "
+                          "batch, less padding); 0: random batches, as Trainer", lo=0)
     patience: int = _p(0, int, "stop after this many epochs without a better dev score (0: never)", lo=0)
     mixed_precision: str = _p("auto", str, "auto (bf16 where the GPU has it, else fp16 on GPU, none on CPU), "
                               "no, fp16 or bf16", choices=("auto", "no", "fp16", "bf16"))

@@ -18,8 +18,10 @@ from conftest import shared_file
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-ROWS = ["trainer-default", "trainer-grid", "harness-default", "search-best", "refit", "ensemble-search",
-        "ensemble-refit"]
+ROWS = {"qa": ["trainer-default", "trainer-grid", "harness-default", "search-best", "refit", "ensemble-search",
+               "ensemble-refit"]}
+# the smoke clf track also trains Trainer and harness at one more seed: the parity rows' means
+ROWS["clf"] = ROWS["qa"][:3] + ["trainer-default-seeds", "harness-default-seeds"] + ROWS["qa"][3:]
 
 
 def _accuracy():
@@ -99,7 +101,7 @@ def test_trainer_features_are_run_qa_features():
 def _check_track(result: dict, track: str) -> None:
     metrics = ("em", "f1") if track == "qa" else ("accuracy", "mcc")
     rows = {r["row"]: r for r in result["rows"]}
-    assert list(rows) == ROWS
+    assert list(rows) == ROWS[track]
     for name, r in rows.items():
         for m in metrics:
             v, (lo, hi) = r["test"][m], r["ci"][m]
@@ -115,6 +117,18 @@ def _check_track(result: dict, track: str) -> None:
     assert len(result["grid"]) == 2
     names = [t["target"] for t in result["targets"]]
     assert len(names) == 4 and names[0].startswith("harness at Trainer's") and names[1].startswith("search best")
+    parity = result["targets"][0]
+    if track == "clf":  # the parity target compares the means over the seeds
+        assert (parity["a"], parity["b"]) == ("harness-default-seeds", "trainer-default-seeds")
+        assert names[0].endswith("(means over the same seeds)")
+        for name in ("trainer-default-seeds", "harness-default-seeds"):
+            per_seed = rows[name]["per_seed"]
+            assert list(per_seed) == ["42", "1"]
+            mean = sum(v["accuracy"] for v in per_seed.values()) / 2
+            assert abs(rows[name]["test"]["accuracy"] - mean) < 1e-9  # the pooled rows average the seeds
+        assert rows["trainer-default-seeds"]["per_seed"]["42"] == rows["trainer-default"]["test"]
+    else:
+        assert (parity["a"], parity["b"]) == ("harness-default", "trainer-default")
     assert all(isinstance(t["pass"], bool) and t["ci"][0] <= t["diff"] + 1e-9 <= t["ci"][1] + 2e-9
                for t in result["targets"])
     assert result["board_check"]["checked"] >= 5 and result["board_check"]["mismatched"] == []
@@ -148,9 +162,9 @@ def test_smoke_scale_end_to_end(tmp_path):
         md = (folder / "results.md").read_text()
         table = [ln for ln in md.splitlines() if ln.startswith("| ") and not ln.startswith("| row")
                  and not ln.startswith("| target")]
-        assert len(table) == len(ROWS) + 4  # the rows, then the targets
-        assert all(ln.count("|") == 9 for ln in table[:len(ROWS)])
-        assert all(ln.rstrip().endswith(("pass |", "FAIL |")) for ln in table[len(ROWS):])
+        assert len(table) == len(ROWS[t]) + 4  # the rows, then the targets
+        assert all(ln.count("|") == 9 for ln in table[:len(ROWS[t])])
+        assert all(ln.rstrip().endswith(("pass |", "FAIL |")) for ln in table[len(ROWS[t]):])
 
     # a rerun trains nothing: every row comes from the state
     first = json.loads((tmp_path / "smoke" / "clf" / "results.json").read_text())

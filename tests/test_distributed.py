@@ -31,6 +31,25 @@ def _procs(n: int, rank: int = 0):
 
 # ---- the shares of an epoch ------------------------------------------------------------------
 
+def test_length_pool_zero_gives_random_batches_and_is_the_classification_default():
+    from harness.config import resolve
+    from harness.recipes import get_recipe
+    from harness.tasks.base import get_task
+
+    lengths = np.random.default_rng(1).integers(3, 60, 1000)
+    random = length_batches(lengths, 32, True, np.random.default_rng(0), pool=0)
+    order = np.random.default_rng(0).permutation(1000)  # a random sampler's order, cut into batches
+    assert [b.tolist() for b in random] == [order[i:i + 32].tolist() for i in range(0, 1000, 32)]
+    pooled = length_batches(lengths, 32, True, np.random.default_rng(0))
+    assert sorted(np.concatenate(pooled).tolist()) == list(range(1000))
+    spread = lambda bs: np.mean([np.ptp(lengths[b]) for b in bs])  # noqa: E731
+    assert spread(pooled) < 0.1 * spread(random)  # pools: one length per batch; random: mixed
+    recipe = get_recipe("minilm")
+    pools = {kind: resolve(recipe, get_task(kind), lang="en", metric=metric).training.length_pool
+             for kind, metric in (("classification", "accuracy"), ("qa", "em"))}
+    assert pools == {"classification": 0, "qa": 50}
+
+
 @pytest.mark.parametrize("n_rows,batch,n", [(1068, 8, 2), (203, 4, 3), (97, 16, 1), (33, 8, 4), (17, 8, 2)])
 def test_shards_are_disjoint_equal_and_make_up_the_global_batches(n_rows, batch, n):
     lengths = np.random.default_rng(1).integers(10, 96, n_rows)

@@ -19,8 +19,12 @@ PAD_MULTIPLE = 8
 
 def length_batches(lengths: np.ndarray, batch_size: int, shuffle: bool, rng: np.random.Generator | None,
                    pool: int = 50) -> list[np.ndarray]:
-    """Index batches of similar length: shuffle, sort within pools of ``pool`` batches, shuffle batches."""
+    """Index batches of similar length: shuffle, sort within pools of ``pool`` batches, shuffle batches.
+
+    ``pool=0``: no sorting, consecutive rows of the (shuffled) order, as a random sampler gives them."""
     order = rng.permutation(len(lengths)) if shuffle else np.arange(len(lengths))
+    if pool == 0:
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     batches = []
     span = batch_size * pool
     for s in range(0, len(order), span):

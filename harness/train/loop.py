@@ -352,7 +352,7 @@ def _fit(task, recipe, cfg, train_examples, out_dir, dev_examples, info, on_epoc
     try:
         for epoch in range(1, t.epochs + 1):
             t0 = time.time()
-            global_batches = length_batches(train_rows.lengths, t.batch_size * n, True, rng)
+            global_batches = length_batches(train_rows.lengths, t.batch_size * n, True, rng, t.length_pool)
             batches, weights = shard(global_batches, accelerator), shard_weights(global_batches, accelerator)
             _record_shards(epoch, rank, batches)
             with tqdm(total=len(batches), desc=f"epoch {epoch}/{t.epochs}", disable=not (progress and main),
