@@ -140,6 +140,35 @@ def test_fit_class_weights_never_below_the_best_member():
         assert report["members"][2] == max(report["members"])  # the least noisy member is the best one
 
 
+def test_greedy_weights_start_from_the_best_mix_of_the_top_members():
+    """Caruana's sorted initialisation: the equal mix of the top N members is a starting point, so a
+    mix of three that beats the best member is found where no pair does, a mix that only ties the
+    best member is kept (more members), and a strictly better single member stays alone."""
+    from harness.weights import search_weights
+
+    def scorer(table):
+        asked = []
+
+        def score(w):
+            asked.append(tuple(np.round(w, 6)))
+            return table(np.round(w, 6))
+        return score, asked
+
+    # only all three together beat the best member (member 1); no pair does
+    triple, _ = scorer(lambda w: 0.9 if (w > 0).all() else (0.8 if w[1] == 1 else 0.7))
+    w, singles = search_weights(triple, 3)
+    assert singles == [0.7, 0.8, 0.7] and np.allclose(w, 1 / 3)
+    tie, _ = scorer(lambda w: 0.8 if w[0] > 0 else 0.7)  # every mix with member 0 scores as it does
+    w, _ = search_weights(tie, 3)
+    assert (w > 0).all()
+    alone, _ = scorer(lambda w: 0.9 if w[0] == 1 else 0.5)
+    w, _ = search_weights(alone, 3)
+    assert w.tolist() == [1.0, 0.0, 0.0]
+    capped, asked = scorer(lambda w: 0.5)
+    w, _ = search_weights(capped, 4, n_iter=1)  # n_iter 1: one member, whatever ties
+    assert w.tolist() == [1.0, 0.0, 0.0, 0.0] and len(set(asked)) == 4
+
+
 def test_task_scores_count_missing_predictions_wrong():
     task = ClassificationTask()
     exs = [TextExample(str(i), "t", label=lab) for i, lab in enumerate(["a", "b", "b", "a"])]
