@@ -22,7 +22,7 @@ demo-clf: install
 	$(VENV)/bin/harness -w demo-clf demo --task classification
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"

@@ -836,8 +836,8 @@ class Track:
                 entries["refit"] = {q: [sum(col) / len(per) for col in zip(*(pe[q] for pe in per))] for q in per[0]}
                 dev = {k: sum(member_steps[m]["dev_scores"].get(k, 0) for m in models) / len(models)
                        for k in (primary, second)}
-                rows.append(("refit", f"harness refit of trial #{refit['trial']}: seeds {SEED} (the trial), "
-                             f"{', '.join(map(str, refit['seeds']))}; mean single model",
+                rows.append(("refit", f"harness refit of trial #{refit['trial']}: the trial (seed {SEED}, train) and "
+                             f"seed {', '.join(map(str, refit['seeds']))} retrained on train + dev; mean single model",
                              {"dev_scores": dev, "wall_s": refit["wall_s"], "models": models,
                               "per_model": {m: member_steps[m]["test_scores"] for m in models}}))
         ensembles = []
@@ -848,7 +848,7 @@ class Track:
                 ws = ", ".join(f"{w:.2f}" for w in v.get("weights") or [])
                 group = v["group"]
                 what = {"ensemble-search": f"top {len(group)} search trials",
-                        "ensemble-refit": f"trial #{refit['trial'] if refit else '?'} + refit seeds",
+                        "ensemble-refit": f"trial #{refit['trial'] if refit else '?'} + its refits (train + dev)",
                         "ensemble-all": f"all {len(group)} members"}[name]
                 rows.append((name, f"harness ensemble, {what}, --fit-weights (weights {ws})", v))
                 best_member = max(group, key=lambda m: (member_steps[m]["dev_scores"].get(primary, -1e9),
