@@ -811,7 +811,7 @@ class Track:
                      "harness train at Trainer's hyperparameters")):
                 runs = [first] + [steps[f"{prefix}:{s}"] for s in extra]
                 per = [self.per_example(r["test_preds"]) for r in runs]
-                entries[key] = {q: [sum(col) / len(per) for col in zip(*(pe[q] for pe in per))] for q in per[0]}
+                entries[key] = _mean_rows(per)
                 dev = {k: sum(r["dev_scores"].get(k, 0) for r in runs) / len(runs) for k in (primary, second)}
                 rows.append((key, f"{what}, mean of seeds {', '.join(map(str, seeds))}",
                              {"dev_scores": dev, "wall_s": sum(r["wall_s"] for r in runs),
@@ -833,7 +833,7 @@ class Track:
             models = [best_dir] + refit["runs"]
             if all(m in member_steps for m in models):
                 per = [self.per_example(member_steps[m]["test_preds"]) for m in models]
-                entries["refit"] = {q: [sum(col) / len(per) for col in zip(*(pe[q] for pe in per))] for q in per[0]}
+                entries["refit"] = _mean_rows(per)
                 dev = {k: sum(member_steps[m]["dev_scores"].get(k, 0) for m in models) / len(models)
                        for k in (primary, second)}
                 rows.append(("refit", f"harness refit of trial #{refit['trial']}: the trial (seed {SEED}, train) and "
@@ -948,6 +948,12 @@ def parse_board(text: str) -> dict:
         if m:
             out[m.group(1)] = [float(m.group(2)), float(m.group(3))]
     return out
+
+
+def _mean_rows(per: list[dict]) -> dict:
+    """``{id: statistics row}`` averaged over several models' ``per_example`` dicts (the same ids):
+    the pooled entry the bootstrap scores as the mean over those models."""
+    return {q: [sum(col) / len(per) for col in zip(*(pe[q] for pe in per))] for q in per[0]}
 
 
 def _member_name(run: str) -> str:
