@@ -7,6 +7,8 @@ held-out score over Hugging Face ``Trainer`` with the example scripts' settings?
     nohup python bench/accuracy.py --track qa > work/accuracy-qa.log 2>&1 &
     touch work/accuracy/PAUSE                         # hold the bench after the current row; rm to go on
     python bench/accuracy.py --track qa --report      # rewrite the table from the finished rows only
+    python bench/accuracy.py --track qa --redo-search # after a change of the recipe: search and every row
+                                                      # after it again (the Trainer rows are kept)
 
 Every row uses the same model (the ``minilm`` recipe: pretrained all-MiniLM-L6-v2, 22M
 parameters), the same data split, windows (QA) / max_length (classification) and seed 42:
@@ -353,6 +355,43 @@ class Track:
                 parts.append(f"{split} " + " ".join(f"{LABEL.get(k, k)} {v:.2f}" for k, v in scores.items()
                                                      if k in METRICS[self.kind]))
         return f" ({'; '.join(parts)})" if parts else ""
+
+    def redo_search(self) -> list[str]:
+        """Forget the search and every row after it (search-best, refit, members, ensembles), so that the
+        next run measures them again, e.g. after a change of the recipe's defaults or space; the Trainer
+        rows and the harness-default rows are kept. What those rows left in the workspace (the study,
+        the refit runs, their submissions, board entries and logs) moves to ``redone/<time>/``, so that
+        the new search starts a fresh study with its whole budget. Returns the forgotten rows."""
+        steps = self.state.get("steps", {})
+        names = list(steps)
+        if "search" not in steps:
+            return []
+        gone = names[names.index("search"):]
+        subs = {"search-best"} | {n for n in gone if n.startswith("ensemble-")}
+        subs |= {_member_name(n[len("member:"):]) for n in gone if n.startswith("member:")}
+        runs = [Path(r).name for r in steps.get("refit", {}).get("runs", [])]
+        aside = self.dir / "redone" / time.strftime("%Y%m%d-%H%M%S")
+        moves = [self.ws / "studies" / STUDY] + [self.ws / "runs" / r for r in runs]
+        moves += [self.ws / "submissions" / f"{n}.{ext}" for n in sorted(subs) for ext in ("csv", "json")]
+        moves += [self.logs / f"{n}.log" for n in ("search", "trials", "refit", "leaderboard")]
+        moves += [self.logs / f"submit-{n}.log" for n in sorted(subs)]
+        for src in moves:
+            if src.exists():
+                dst = aside / src.relative_to(self.dir)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                src.rename(dst)
+        board = self.ws / "leaderboard" / "board.sqlite"
+        if board.exists():
+            from harness.board.store import Leaderboard
+
+            store = Leaderboard(board)
+            for n in sorted(subs):
+                store.remove(n)
+        for n in gone:
+            steps.pop(n)
+        self.state.pop("board_test", None)
+        self.save()
+        return gone
 
     # -- data --
     def prepare(self) -> None:
@@ -1053,6 +1092,9 @@ def parse_args(argv=None):
                    help="search budget: the grid's wall time as --timeout (cpu/gpu default) or the scale's trial "
                         "count (smoke default)")
     p.add_argument("--report", action="store_true", help="only rewrite the report from the finished rows")
+    p.add_argument("--redo-search", action="store_true",
+                   help="measure the search and every row after it again (after a change of the recipe); the "
+                        "Trainer and harness-default rows are kept, the old study and submissions are set aside")
     return p.parse_args(argv)
 
 
@@ -1064,6 +1106,10 @@ def main(argv=None) -> int:
     for kind in tracks:
         track = Track(kind, args.scale, args.out, args.budget)
         try:
+            if args.redo_search:
+                track.prepare()
+                gone = track.redo_search()
+                track.log(f"redo: forgot {', '.join(gone) or 'nothing (no search yet)'}")
             if args.report:
                 track.prepare()
                 results[kind] = track.report()

@@ -209,3 +209,41 @@ def test_ranked_trials_rank_complete_trials_by_dev_whatever_the_table_order(tmp_
     ranked = track._ranked_trials(table)
     assert [r["number"] for r in ranked] == [4, 5, 0, 1]
     assert ranked[0]["dev"] == 85.25 and ranked[0]["dir"] == "studies/minilm-dev/trials/0004"
+
+
+def test_redo_search_forgets_the_search_and_later_rows_and_sets_their_files_aside(tmp_path):
+    # after a change of the recipe: the Trainer and harness-default rows stay, the search starts over
+    # (a fresh study, its search log moved, so its whole budget is left) and stale members leave the board
+    from harness.board.store import Leaderboard
+
+    acc = _accuracy()
+    track = acc.Track("qa", "smoke", tmp_path, echo=lambda msg: None)
+    keep = ["init", "trainer:lr=3e-5,epochs=2", "harness-default"]
+    gone = ["search", "search-best", "refit", "member:studies/minilm-dev/trials/0001",
+            "member:runs/minilm-dev-t0-s1", "ensemble-search", "ensemble-refit"]
+    track.state = {"steps": {n: {"wall_s": 1.0} for n in keep + gone}}
+    track.state["steps"]["refit"]["runs"] = ["runs/minilm-dev-t0-s1"]
+    ws = track.ws
+    for d in ("studies/minilm-dev/trials/0001", "runs/minilm-dev-t0-s1", "runs/harness-default", "submissions"):
+        (ws / d).mkdir(parents=True)
+    subs = ["search-best", "member-trial-0001", "member-minilm-dev-t0-s1", "ensemble-search", "ensemble-refit"]
+    for n in subs + ["harness-default"]:
+        (ws / "submissions" / f"{n}.csv").write_text("id,answer\n")
+    track.logs.mkdir(parents=True)
+    (track.logs / "search.log").write_text("trial   0 COMPLETE em 1.00  best 1.00 (#0)      99s  lr=1\n")
+    board = Leaderboard(ws / "leaderboard" / "board.sqlite")
+    board.path.parent.mkdir(parents=True)
+    for n in subs + ["harness-default"]:
+        board.add_entry(n, dev_per_id={"q1": (1.0, 1.0)})
+
+    assert track.redo_search() == gone
+    assert list(json.loads(track.state_path.read_text())["steps"]) == keep
+    assert not (ws / "studies" / "minilm-dev").exists() and not (ws / "runs" / "minilm-dev-t0-s1").exists()
+    assert (ws / "runs" / "harness-default").exists() and (ws / "submissions" / "harness-default.csv").exists()
+    assert sorted(p.name for p in (ws / "submissions").iterdir()) == ["harness-default.csv"]
+    assert track._trial_seconds() == {}  # the new search gets its whole budget
+    (aside,) = (track.dir / "redone").iterdir()
+    assert (aside / "ws" / "studies" / "minilm-dev" / "trials" / "0001").is_dir()
+    assert (aside / "logs" / "search.log").exists()
+    assert board.names() == ["harness-default"]
+    assert track.redo_search() == []  # nothing left to forget
