@@ -21,11 +21,13 @@ demo: install
 demo-clf: install
 	$(VENV)/bin/harness -w demo-clf demo --task classification
 
+# two workers (pytest-xdist), each test on one thread: most of the suite is single-threaded
+# Python (imports, tokenising, subprocesses), so one process left the second core half idle
 test: install
-	$(PY) -m pytest -q --durations=20
+	$(PY) -m pytest -q -n 2 --dist worksteal --durations=20
 
 test-fast: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n 2 --dist worksteal -m "not slow"
 
 # every speed ratio at CPU size (~10 min on 2 cores), then a summary of the ratio lines
 bench: install

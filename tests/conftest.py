@@ -8,6 +8,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Under pytest-xdist (``make test`` runs two workers) every worker and the processes its tests start
+# compute on one thread: two 2-thread torch processes on 2 cores spin against each other.
+IN_WORKER = bool(os.environ.get("PYTEST_XDIST_WORKER"))
+if IN_WORKER:
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+TRAIN_THREADS = 1 if IN_WORKER else 2  # torch threads for the tests that train in-process
 SHARED_DATA = Path(os.environ.get("HARNESS_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 

@@ -339,7 +339,7 @@ def test_minilm_fine_tunes_on_real_sst2(tmp_path):
     from harness.tasks.base import get_task
     from harness.tasks.clf.readers import read_texts
     from harness.train.loop import fit
-    from tests.conftest import shared_file
+    from tests.conftest import TRAIN_THREADS, shared_file
 
     train = read_texts(shared_file("glue/SST-2/train.tsv"), text_column="sentence")[:1500]
     dev = read_texts(shared_file("glue/SST-2/dev.tsv"), text_column="sentence")[:400]
@@ -348,7 +348,7 @@ def test_minilm_fine_tunes_on_real_sst2(tmp_path):
     cfg = resolve(recipe, task, lang="en", metric="accuracy",
                   overrides={"epochs": 1, "batch_size": 32, "lr": 1e-4, "max_length": 64})
     before = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(TRAIN_THREADS)
     try:
         result = fit(task, recipe, cfg, train, tmp_path / "sst2", dev_examples=dev, progress=False, echo=None)
     finally:
