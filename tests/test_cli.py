@@ -114,3 +114,21 @@ def test_workspace_recipe_toml_and_overrides(tmp_path):
     assert get_recipe("minilm").search_space("classification")["lr"] != get_recipe("minilm").search_space("qa")["lr"]
     assert parse_overrides(["lr=3e-5", "max_offset=None", "name=abc"]) == {"lr": 3e-5, "max_offset": None,
                                                                            "name": "abc"}
+
+
+def test_a_fit_that_keeps_one_member_says_so_and_names_the_remedy(tmp_path, monkeypatch):
+    import harness.pipeline as pipeline
+    from harness.cli import main
+
+    def fake_submit(comp, ws, members, name, split, weights=None, fit=None, options=None):
+        w = [1.0, 0.0, 0.0] if fit else [1.0] * len(members)
+        return {"sidecar": {"members": members, "weights": w, "validation": {"kind": "dev", "em": 27.5, "n": 400}},
+                "csv": str(tmp_path / "x.csv"), "n": 3, "result": str(tmp_path / "result.csv")}
+
+    monkeypatch.setattr(pipeline, "submit", fake_submit)
+    monkeypatch.setattr("harness.cli.common._Ctx.competition", property(lambda self: None))
+    runner = CliRunner()
+    fitted = runner.invoke(main, ["-w", str(tmp_path), "submit", "--runs", "s/t3,s/t0,s/t1", "--fit-weights"])
+    equal = runner.invoke(main, ["-w", str(tmp_path), "submit", "--runs", "s/t3,s/t0,s/t1"])
+    assert "keep s/t3 alone" in fitted.output and "harness refit" in fitted.output, fitted.output
+    assert "alone" not in equal.output, equal.output

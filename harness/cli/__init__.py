@@ -165,6 +165,13 @@ def submit(ctx, run, runs, name, weights, fit, agg, space, split):
         shown = {k: v for k, v in val.items() if k not in ("kind", "n")}
         click.echo(f"{val['kind']} {_scores(shown)} on {val['n']} examples "
                    f"(weights {', '.join(f'{x:.2f}' for x in out['sidecar']['weights'])})")
+    kept = [m for m, x in zip(out["sidecar"]["members"], out["sidecar"]["weights"]) if x > 0]
+    if fit and len(kept) == 1 < len(members):
+        # measured (bench/accuracy.py): a search's trials are near copies or far apart; seeds of one
+        # configuration trained on train + dev gained 2-5 points where the search's top three gained 0
+        click.echo(f"note: the fitted weights keep {kept[0]} alone: no mix of these members scores higher on "
+                   f"dev. Members that differ in seed and data mix better: `harness refit --study STUDY "
+                   f"--trial best --seeds 1,2`, then submit the trial with its refits.")
     also = f" and {out['result']}" if out["result"] else " (a dev submission: result.csv unchanged)"
     click.echo(f"wrote {out['csv']} ({out['n']} answers){also}")
 
