@@ -3,6 +3,7 @@
     python bench/decode.py              # all DRCD dev and SQuAD (even articles) questions, 384/128
     python bench/decode.py --quick      # 200 questions of each (CI-sized)
     python bench/decode.py --full-check # the exhaustive n-best check on every question (minutes)
+    python bench/decode.py --hf-utils-qa PATH/utils_qa.py  # also time HF's own file (not shipped here)
 
 Window sets (window building is not timed):
 
@@ -36,6 +37,14 @@ candidate (HF's fake ``"empty"`` answer, C of them, is always beaten), and
 ``nbest[SET, KIND]: identical to the exhaustive reference on M/M questions (first M)``
 from ``tests/reference_decode.py`` (all questions with ``--full-check``). Exits 1 when an answer
 scores below HF's or an n-best list differs.
+
+HF's own code: ``--hf-utils-qa`` takes the path of ``examples/pytorch/question-answering/utils_qa.py``
+from a transformers checkout (it is not in the pip package, and this project ships no copy of it)
+and times its ``postprocess_qa_predictions`` as ``run_qa.py`` calls it: ``examples`` and ``features``
+as ``datasets.Dataset`` objects built from the same windows (features keep run_qa's columns:
+``input_ids``, ``token_type_ids``, ``attention_mask``, ``offset_mapping`` with ``None`` outside the
+context, ``example_id``), one run each (building the datasets is not timed). It prints
+``hf-own[SET, KIND]: harness X s, utils_qa.py Y s, speed-up Zx (cpu Wx); answers equal to the restatement's A/N``.
 """
 
 from __future__ import annotations
@@ -175,13 +184,55 @@ def compare(name, kind, windows, examples, s, e, check_examples) -> bool:
     return at_least == len(differ) and same == m
 
 
+def load_hf_utils_qa(path: str):
+    """``postprocess_qa_predictions`` of a user-supplied utils_qa.py (HF's own file)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hf_utils_qa", path)
+    if spec is None or not Path(path).is_file():
+        raise SystemExit(f"--hf-utils-qa: no such file {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.postprocess_qa_predictions
+
+
+def hf_datasets(windows: Windows, examples):
+    """run_qa's eval ``examples`` and ``features`` (datasets.Dataset) for the same windows."""
+    from datasets import Dataset
+
+    offsets = [[tuple(o) if o[0] >= 0 else None for o in row] for row in windows.offsets.tolist()]
+    columns = {
+        "input_ids": windows.input_ids.tolist(),
+        "attention_mask": windows.attention_mask.tolist(),
+        "offset_mapping": offsets,
+        "example_id": [examples[i].id for i in windows.example_index.tolist()],
+    }
+    if windows.token_type_ids is not None:
+        columns["token_type_ids"] = windows.token_type_ids.tolist()
+    return (Dataset.from_dict({"id": [x.id for x in examples], "context": [x.context for x in examples]}),
+            Dataset.from_dict(columns))
+
+
+def compare_hf_own(hf_own, name, kind, windows, examples, s, e, datasets_pair) -> None:
+    fast, fast_cpu, _ = best_time(lambda: decode_windows(s, e, windows, examples, MAX_ANSWER, N_BEST), 5)
+    slow, slow_cpu, answers = best_time(
+        lambda: hf_own(*datasets_pair, (s, e), n_best_size=N_BEST, max_answer_length=MAX_ANSWER), 1)
+    restated, _ = postprocess_qa_predictions(windows, examples, s, e, N_BEST, MAX_ANSWER)
+    same = sum(answers[x.id] == restated[x.id] for x in examples)
+    print(f"hf-own[{name}, {kind}]: harness {fast:.3f} s, utils_qa.py {slow:.2f} s, speed-up {slow / fast:.1f}x "
+          f"(cpu {slow_cpu / fast_cpu:.1f}x); answers equal to the restatement's {same}/{len(examples)}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="200 questions of each set instead of all")
     parser.add_argument("--full-check", action="store_true", help="exhaustive n-best check on every question")
     parser.add_argument("--check", type=int, default=300, help="questions in the exhaustive n-best check")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hf-utils-qa", metavar="PATH",
+                        help="HF's examples/pytorch/question-answering/utils_qa.py, timed as well")
     args = parser.parse_args()
+    hf_own = load_hf_utils_qa(args.hf_utils_qa) if args.hf_utils_qa else None
     limit = 200 if args.quick else None
     check = 10**9 if args.full_check else (50 if args.quick else args.check)
     sets = []
@@ -200,9 +251,12 @@ def main() -> None:
         windows, examples = build(limit)
         print(f"# {name}: {len(examples)} questions, {len(windows)} windows of {windows.offsets.shape[1]} tokens",
               file=sys.stderr, flush=True)
+        pair = hf_datasets(windows, examples) if hf_own else None
         for kind, logits in (("peaky", peaky_logits), ("noise", noise_logits)):
             s, e = logits(windows, args.seed)
             ok &= compare(name, kind, windows, examples, s, e, check)
+            if hf_own:
+                compare_hf_own(hf_own, name, kind, windows, examples, s, e, pair)
     if not ok:
         sys.exit(1)
 

@@ -19,12 +19,15 @@ Shapes (both sides start from the same weights: one model is built, then deep-co
 
 Windows come from ``harness.tasks.qa.readers.read_squad`` + ``harness.tasks.qa.windows.make_windows``.
 Both sides train for the same number of steps with the same seed, learning rate (linear decay, no
-warm-up), AdamW weight decay (none on biases and norms), gradient clipping (1.0), batch size and
-precision (bf16 where the GPU has it, fp32 on CPU):
+warm-up), AdamW weight decay (none on biases and norms), gradient clipping (1.0) and batch size.
+Precision (``--bf16``): ``auto`` runs each side as a user runs it: on a GPU both in bf16 where it has
+it (run_qa with ``--bf16``); on a CPU the Trainer in fp32 (run_qa's default) and the harness as its
+``mixed_precision=auto`` resolves there (bf16 autocast on a CPU with AMX, else fp32). ``--bf16 on``
+/ ``off`` puts both sides in the same precision (the like-for-like figures):
 
 * trainer: ``transformers.Trainer`` as ``run_qa.py`` uses it: features padded to max_length in a
   ``datasets.Dataset``, ``default_data_collator``, ``TrainingArguments(per_device_train_batch_size=...,
-  learning_rate=..., lr_scheduler_type="linear", bf16=<on GPU>)`` and otherwise default arguments
+  learning_rate=..., lr_scheduler_type="linear", bf16=...)`` and otherwise default arguments
   (optimizer adamw_torch_fused, no dataloader workers, no compile); ``Trainer.train()`` and
   ``Trainer.predict()``.
 * harness: the code that ships, called as ``harness.train.loop._fit`` calls it: a
@@ -122,6 +125,10 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=None,
                    help="learning rate (default: the minilm recipe's for minilm, 5e-5 otherwise)")
     p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
+                   help="bf16 autocast: on / off for both sides; auto: each side's default as a user runs it, "
+                        "i.e. on a GPU both bf16 where it has it (run_qa with --bf16), on a cpu the Trainer in fp32 "
+                        "(run_qa's default) and the harness as its mixed_precision=auto resolves (bf16 with AMX)")
     p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                    help="torch.compile(dynamic=True) for the harness loop (auto: on for cuda, off for cpu)")
     p.add_argument("--alternate", choices=["auto", "step", "run"], default="auto",
@@ -510,7 +517,7 @@ def trainer_train(model, windows, a, device, bf16, between=None):
         "timed_s": clock.timed_seconds(), "warmup_s": clock.warmup_seconds(), "total_s": total,
         "loss": [float(x) for x in torch.stack(record["loss"]).float().cpu()],
         "optimizer": optim_name,
-        "fixed_loss": fixed_loss(trainer.model, windows, device, bf16),
+        "fixed_loss": fixed_loss(trainer.model, windows, device, a.eval_bf16),
     }
     del trainer
     return res
@@ -527,7 +534,7 @@ class HarnessTraining:
 
         from harness.train import batching, loop
 
-        self.windows, self.device, self.warmup, self.steps = windows, device, a.warmup_steps, a.steps
+        self.windows, self.device, self.warmup, self.steps, self.a = windows, device, a.warmup_steps, a.steps, a
         self.t = t = training_args(a, bf16, use_compile)
         loop.set_seed(t.seed)
         self.accelerator = loop.make_accelerator(t)
@@ -585,7 +592,7 @@ class HarnessTraining:
             "optimizer": "harness make_optimizer (torch AdamW, fused)",
             "precision": self.accelerator.mixed_precision,
             "fixed_loss": fixed_loss(self.accelerator.unwrap_model(self.inner), self.windows, self.device,
-                                     self.accelerator.mixed_precision == "bf16"),
+                                     self.a.eval_bf16),
         }
         return res
 
@@ -595,11 +602,13 @@ class HarnessTraining:
 
 
 def train_pair(master, windows, a, device, bf16, use_compile, alternate: str) -> tuple[dict, dict]:
-    """(trainer result, harness result) of one run of each side from copies of ``master``."""
+    """(trainer result, harness result) of one run of each side from copies of ``master``; ``bf16`` is
+    (trainer's, harness's)."""
+    bf16_t, bf16 = bf16
     reset_accelerate_state()
     if alternate == "step":  # one Trainer step, one harness step, ... in the same process
         harness = HarnessTraining(copy.deepcopy(master), windows, a, device, bf16, use_compile)
-        tr = trainer_train(copy.deepcopy(master), windows, a, device, bf16, between=lambda step: harness.advance(1))
+        tr = trainer_train(copy.deepcopy(master), windows, a, device, bf16_t, between=lambda step: harness.advance(1))
         harness.advance(a.steps)  # nothing left unless the Trainer stopped early
         ha = harness.result()
         harness.free()
@@ -607,7 +616,7 @@ def train_pair(master, windows, a, device, bf16, use_compile, alternate: str) ->
         from harness.train.loop import set_seed
 
         set_seed(a.seed)
-        tr = trainer_train(copy.deepcopy(master), windows, a, device, bf16)
+        tr = trainer_train(copy.deepcopy(master), windows, a, device, bf16_t)
         release(device)
         reset_accelerate_state()
         harness = HarnessTraining(copy.deepcopy(master), windows, a, device, bf16, use_compile)
@@ -686,16 +695,25 @@ def predict_pair(master, windows, a, device, bf16) -> tuple[dict, dict, float]:
     the largest logit difference on real tokens."""
     import numpy as np
 
+    makers = {"trainer": lambda: TrainerPredictor(copy.deepcopy(master), windows, a, device, bf16[0]),
+              "harness": lambda: HarnessPredictor(copy.deepcopy(master), windows, a, device, bf16[1])}
+    times, cpus, logits = {k: [] for k in makers}, {k: [] for k in makers}, {}
+    # accelerate keeps one precision per process: sides in different precisions are rebuilt for each
+    # pass (after a state reset), sides in the same one are built once
+    rebuild = bf16[0] != bf16[1]
     reset_accelerate_state()
-    sides = {"trainer": TrainerPredictor(copy.deepcopy(master), windows, a, device, bf16),
-             "harness": HarnessPredictor(copy.deepcopy(master), windows, a, device, bf16)}
-    times, cpus, logits = {k: [] for k in sides}, {k: [] for k in sides}, {}
+    sides = {} if rebuild else {k: make() for k, make in makers.items()}
     for _ in range(a.predict_repeats):
-        for k, fn in sides.items():
-            seconds, cpu, start, end = fn()
+        for k, make in makers.items():
+            if rebuild:
+                reset_accelerate_state()
+                sides[k] = make()
+            seconds, cpu, start, end = sides[k]()
             times[k].append(seconds)
             cpus[k].append(cpu)
             logits[k] = (start, end)
+            if rebuild:
+                sides.pop(k).free()
     for fn in sides.values():
         fn.free()
     del sides
@@ -820,13 +838,24 @@ def run_shape(name, args, device, peak) -> dict:
     master = build_master(name, a, loaded)  # both sides start from these weights
     n_params = sum(p.numel() for p in master.parameters())
     n_body = sum(p.numel() for n, p in master.named_parameters() if ".embeddings." not in n)
-    bf16 = gpu and torch.cuda.is_bf16_supported()
+    from harness.train.loop import resolve_precision
+
+    if a.bf16 == "auto":  # each side as a user runs it: run_qa's default on a cpu is fp32
+        bf16 = (gpu and torch.cuda.is_bf16_supported(), resolve_precision("auto") == "bf16" if not gpu
+                else torch.cuda.is_bf16_supported())
+    else:
+        bf16 = (a.bf16 == "on",) * 2
+    both_bf16 = a.eval_bf16 = all(bf16)  # the fixed-loss checks evaluate both models alike
     use_compile = {"on": True, "off": False, "auto": gpu}[a.compile]
-    alternate = a.alternate if a.alternate != "auto" else ("run" if gpu else "step")
+    # accelerate keeps one precision per process: sides in different precisions train one after the other
+    alternate = a.alternate if a.alternate != "auto" else ("run" if gpu or bf16[0] != bf16[1] else "step")
+    if alternate == "step" and bf16[0] != bf16[1]:
+        raise SystemExit("--alternate step needs both sides in one precision (--bf16 on or off)")
     cfg = master.config
     print(f"# {name}: {n_params / 1e6:.1f}M params ({n_body / 1e6:.1f}M non-embedding), "
           f"hidden {cfg.hidden_size}, {cfg.num_hidden_layers} layers, {'pretrained' if loaded else 'random init'}; "
-          f"{a.steps} steps of {a.batch_size}, lr {a.lr:g}, clock after step {a.warmup_steps}; bf16 {bf16}, "
+          f"{a.steps} steps of {a.batch_size}, lr {a.lr:g}, clock after step {a.warmup_steps}; bf16: trainer "
+          f"{bf16[0]}, harness {bf16[1]}; "
           f"harness compile {use_compile}; alternating by {alternate}", flush=True)
 
     costs = host_costs(master, windows, a)
@@ -834,7 +863,7 @@ def run_shape(name, args, device, peak) -> dict:
         print(h2d_check(a.batch_size, a.max_length), flush=True)
 
     start_model = copy.deepcopy(master).to(device)
-    loss0 = fixed_loss(start_model, windows, device, bf16)
+    loss0 = fixed_loss(start_model, windows, device, both_bf16)
     del start_model
     release(device)
     tr_runs, ha_runs = [], []
@@ -895,7 +924,7 @@ def run_shape(name, args, device, peak) -> dict:
           f"batching for both models: initial {loss0['masked']:.4f}, after {a.steps} steps harness "
           f"{ha['fixed_loss']['masked']:.4f}, trainer {tr['fixed_loss']['masked']:.4f}")
     print(f"predict_check: max |logit difference| on real tokens {logit_diff:.4g} "
-          f"(same weights; {'bf16 noise expected' if bf16 else 'fp32'})")
+          f"(same weights; {'bf16 noise expected' if any(bf16) else 'fp32'})")
     print(f"cpu_time: windows per CPU-second (process time, steadier than wall time on a loaded machine): "
           f"train harness {ha['win_per_cpu_s']:.2f}, trainer {tr['win_per_cpu_s']:.2f}, ratio "
           f"{ha['win_per_cpu_s'] / tr['win_per_cpu_s']:.2f}x; predict harness {hp['win_per_cpu_s']:.2f}, trainer "
@@ -912,7 +941,7 @@ def run_shape(name, args, device, peak) -> dict:
           f"ratio {hp['win_s'] / tp['win_s']:.2f}x ({name}, {device})", flush=True)
     result = {"shape": name, "device": device, "source": source, "windows": len(windows),
               "mean_length": float(lengths.mean()), "args": {k2: v for k2, v in vars(a).items() if k2 != "json"},
-              "n_params": n_params, "n_non_embedding": n_body, "bf16": bf16, "compile": use_compile,
+              "n_params": n_params, "n_non_embedding": n_body, "bf16": {"trainer": bf16[0], "harness": bf16[1]}, "compile": use_compile,
               "alternate": alternate, "host_costs": costs, "trainer_train": tr, "harness_train": ha,
               "trainer_train_runs": [r["win_s"] for r in tr_runs], "harness_train_runs": [r["win_s"] for r in ha_runs],
               "trainer_predict": tp, "harness_predict": hp, "predict_max_logit_diff": logit_diff,

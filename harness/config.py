@@ -48,8 +48,8 @@ class TrainingArgs:
     length_pool: int = _p(50, int, "training batches per length-sorted pool (rows of similar length share a "
                           "batch, less padding); 0: random batches, as Trainer", lo=0)
     patience: int = _p(0, int, "stop after this many epochs without a better dev score (0: never)", lo=0)
-    mixed_precision: str = _p("auto", str, "auto (bf16 where the GPU has it, else fp16 on GPU, none on CPU), "
-                              "no, fp16 or bf16", choices=("auto", "no", "fp16", "bf16"))
+    mixed_precision: str = _p("auto", str, "auto (bf16 where the GPU has it, else fp16 on GPU; bf16 on a CPU "
+                              "with AMX, else none), no, fp16 or bf16", choices=("auto", "no", "fp16", "bf16"))
     compile: bool = _p(False, bool, "torch.compile the model (dynamic shapes; pays compile time on the first steps)")
     max_steps: int = _p(0, int, "stop after this many optimiser steps (0: no limit)", lo=0)
 

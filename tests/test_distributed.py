@@ -278,8 +278,9 @@ def _train(ws: Path, name: str, processes: int, batch: int, shards: Path, recipe
            extra: tuple = ()) -> subprocess.CompletedProcess:
     env = {**os.environ, DEBUG_SHARDS: str(shards), "OMP_NUM_THREADS": "1", "HF_HOME": str(ws.parent / "hf"),
            "PYTHONUNBUFFERED": "1"}
+    # fp32 on every CPU (mixed_precision=auto is bf16 where the CPU has AMX): the tolerances above are fp32's
     harness = ["-m", "harness", "-w", str(ws), "train", "--recipe", recipe, "--set", f"batch_size={batch}",
-               "--name", name, *extra]
+               "--set", "mixed_precision=no", "--name", name, *extra]
     if processes == 1:
         cmd = [sys.executable, *harness]
     else:  # on a CPU-only machine --multi_gpu is what starts N processes (--cpu starts one); they join with gloo

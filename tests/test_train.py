@@ -38,6 +38,25 @@ def test_same_seed_gives_identical_logits_on_cpu(tmp_path, demo_files):
     assert not np.array_equal(load_logits(c.run_dir / "logits" / "dev.npz").start_logits, a.start_logits)
 
 
+def test_run_records_the_precision_auto_resolved_to_and_an_explicit_one_wins(tmp_path, demo_files):
+    import torch
+
+    from harness.tasks.qa.readers import read_examples
+    from harness.train.loop import cpu_has_amx
+
+    train = read_examples(demo_files / "train.json")[:40]
+    auto = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else (
+        "fp16" if torch.cuda.is_available() else ("bf16" if cpu_has_amx() else "no"))
+    for setting, want in (("auto", auto), ("no", "no"), ("bf16", "bf16")):
+        run = fit(QA, get_recipe("tiny"), _tiny_params(max_steps=2, mixed_precision=setting), train,
+                  tmp_path / setting, progress=False, echo=None)
+        config = json.loads((run.run_dir / "config.json").read_text())
+        assert config["training"]["mixed_precision"] == setting
+        assert config["resolved"]["mixed_precision"] == want, setting
+        assert config["resolved"]["processes"] == 1
+        assert np.isfinite(run.loss_curve).all()
+
+
 @pytest.mark.slow
 @pytest.mark.shared
 def test_minilm_loads_pretrained_weights_and_loss_falls(tmp_path):
