@@ -333,10 +333,15 @@ def _scan(out, thr, used, s, e, s_ok, e_ok, rows, lo, lo_b, hi_b, max_span, k, e
         scan = b.thr
         if groups is not None and not exhaustive and len(b.rows) > 1:
             # windows of one example in this chunk: each one's bound holds for all of them
-            g, inv = np.unique(groups[b.rows], return_inverse=True)
-            best = np.full(len(g), _LOWEST, np.float32)
-            np.maximum.at(best, inv, b.thr)
-            scan = best[inv]
+            g = groups[b.rows]
+            if (g[1:] >= g[:-1]).all():  # in example order (the usual case): maxima over runs
+                heads = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+                scan = np.repeat(np.maximum.reduceat(b.thr, heads), np.diff(np.r_[heads, len(g)]))
+            else:
+                g, inv = np.unique(g, return_inverse=True)
+                best = np.full(len(g), _LOWEST, np.float32)
+                np.maximum.at(best, inv, b.thr)
+                scan = best[inv]
         used[b.rows] = scan
         out.append(b.spans(scan))
 
@@ -607,20 +612,22 @@ def _distinct(ex, c0, c1, sc, m):
     return ex, c0, c1, sc
 
 
-def _char_candidates(s, e, ok, windows, rows, max_answer_length, n_best, exhaustive=False):
+def _char_candidates(s, e, windows, rows, max_answer_length, n_best, exhaustive=False):
     """Candidates of the windows ``rows`` (None: all) as (example, c0, c1, score), each example's
     together, and the windows' thresholds."""
+    ok, lo, hi = windows.context_extent()
     offsets, exi = windows.offsets, windows.example_index.astype(np.int64)
     if rows is not None:
-        s, e, ok, offsets, exi = s[rows], e[rows], ok[rows], offsets[rows], exi[rows]
+        s, e, ok, lo, hi, offsets, exi = s[rows], e[rows], ok[rows], lo[rows], hi[rows], offsets[rows], exi[rows]
     length = offsets.shape[1]
     r, a, b, sc, thr = _span_candidates(s, e, ok, ok, max_answer_length, n_best, groups=exi,
-                                        exhaustive=exhaustive, extent=_extent(ok, ok))
+                                        exhaustive=exhaustive, extent=(lo, hi))
     ex = exi[r]
     first = np.ones(len(ex), bool)
     first[1:] = ex[1:] != ex[:-1]
     head_ex = ex[first]
-    if len(np.unique(head_ex)) < len(head_ex):  # an example's windows apart: move whole runs together
+    if not (head_ex[1:] > head_ex[:-1]).all() and len(np.unique(head_ex)) < len(head_ex):
+        # an example's windows apart: move whole runs together
         _, _, heads, lengths = _layout(r)
         order = np.argsort(ex[heads], kind="stable")
         starts_new = np.cumsum(lengths[order]) - lengths[order]
@@ -726,8 +733,7 @@ def decode_windows(
     if n_best < 1:
         raise ValueError(f"n_best must be at least 1, got {n_best}")
     m = len(examples)
-    ok = windows.offsets[:, :, 0] >= 0
-    ex, c0, c1, sc, thr, win = _char_candidates(s, e, ok, windows, None, max_answer_length, n_best)
+    ex, c0, c1, sc, thr, win = _char_candidates(s, e, windows, None, max_answer_length, n_best)
     nb_starts, nb_ends, nb_scores, count = _merge_dense(ex, c0, c1, sc, m, n_best, win)
     # an example whose merged list came out short (repeated offsets) while its threshold cut
     # something: search it again exhaustively
@@ -736,7 +742,7 @@ def decode_windows(
     redo = np.flatnonzero((count < n_best) & (ex_thr > _LOWEST))
     if len(redo):
         rows = np.flatnonzero(np.isin(windows.example_index, redo))
-        ex, c0, c1, sc, _, win = _char_candidates(s, e, ok, windows, rows, max_answer_length, n_best, True)
+        ex, c0, c1, sc, _, win = _char_candidates(s, e, windows, rows, max_answer_length, n_best, True)
         got = _merge_dense(ex, c0, c1, sc, m, n_best, win)
         for arr, new in zip((nb_starts, nb_ends, nb_scores), got[:3]):
             arr[redo] = new[redo]

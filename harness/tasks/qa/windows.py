@@ -60,6 +60,7 @@ class Windows:
     start_positions: np.ndarray | None = None  # int32 [n] training labels
     end_positions: np.ndarray | None = None
     example_ids: list[str] = field(default_factory=list)  # one per example, not per window
+    _context: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -76,6 +77,19 @@ class Windows:
     def context_mask(self) -> np.ndarray:
         """True where a token belongs to the context."""
         return self.offsets[:, :, 0] >= 0
+
+    def context_extent(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(mask, lo, hi)``: :attr:`context_mask`, and per window its first context token and one
+        past its last (``lo >= hi``: none). Computed once per ``offsets`` array and kept, as HF marks
+        the offsets outside the context once when it builds its features: windows are not edited in
+        place once built (assigning a new ``offsets`` array is noticed)."""
+        if self._context is None or self._context[0] is not self.offsets:
+            ok = self.context_mask
+            has = ok.any(axis=1)
+            lo = np.where(has, ok.argmax(axis=1), 0)
+            hi = np.where(has, ok.shape[1] - ok[:, ::-1].argmax(axis=1), 0)
+            self._context = (self.offsets, ok, lo, hi)
+        return self._context[1:]
 
     def subset(self, rows: np.ndarray) -> "Windows":
         pick = lambda a: None if a is None else a[rows]  # noqa: E731
