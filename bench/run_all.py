@@ -4,6 +4,7 @@
     python bench/run_all.py --quick       # each bench's --quick size (~1 min)
     python bench/run_all.py --only decode,windows --json work/bench.json
     python bench/run_all.py --list        # the commands, without running them
+    HF_UTILS_QA=~/transformers/examples/pytorch/question-answering/utils_qa.py make bench  # + HF's own file
 
 Each bench runs as a subprocess with its output streamed as it comes; the ratio lines (``decode[..]``,
 ``nbest[..]``, ``ensemble:``, ``fit_weights:``, ``windows:``, ``cache:``, ``train_speed:``,
@@ -46,11 +47,18 @@ def train_speed_args(quick: bool) -> list[str]:
             "--predict-repeats", "1"]
 
 
+def hf_utils_qa() -> list[str]:
+    """``--hf-utils-qa PATH`` for the decode bench when ``HF_UTILS_QA`` names HF's own utils_qa.py
+    (examples/pytorch/question-answering/ of a transformers checkout): it is then timed as well."""
+    path = os.environ.get("HF_UTILS_QA")
+    return ["--hf-utils-qa", path] if path else []
+
+
 def benches(quick: bool) -> list[tuple[str, list[str]]]:
     q = ["--quick"] if quick else []
     py = [sys.executable]
     return [
-        ("decode", py + ["bench/decode.py", *q]),
+        ("decode", py + ["bench/decode.py", *q, *hf_utils_qa()]),
         ("ensemble", py + ["bench/ensemble.py", *q]),
         ("windows", py + ["bench/windows.py", *(q or ["--rounds", "2"])]),
         ("train_speed", py + ["bench/train_speed.py", *train_speed_args(quick)]),
