@@ -8,9 +8,9 @@ and ``metrics.json``; the caller's :class:`~harness.runs.RunBuilder` makes it vi
 The loop is the same for every task kind (:mod:`harness.tasks.base`): the task encodes examples
 into rows, names the training targets, predicts logits and scores them. Rows are grouped by length
 into batches padded only to the longest row of the batch (rounded up to a multiple of 8), mixed
-precision is bf16 where the GPU supports it (and on a CPU with AMX), AdamW is fused, batches are pinned on CUDA, and the
-loop reads the loss back to the host only every ``CHECK_EVERY`` steps (to stop a diverged run) and
-once per epoch.
+precision is bf16 where the GPU supports it (and on a CPU with AMX), AdamW is fused, batches are
+pinned on CUDA, and the loop reads the loss back to the host only every ``CHECK_EVERY`` steps (to
+stop a diverged run) and once per epoch.
 
 Under ``accelerate launch --num_processes N`` (or ``torchrun --nproc_per_node N``) the same loop is
 data-parallel: ``batch_size`` is per process, every epoch is cut into global length-bucketed batches
@@ -27,6 +27,7 @@ to ``DIR/rank{R}.jsonl``.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -67,6 +68,7 @@ class RunResult:
 
 # ---- devices, precision, seeds, optimiser ----------------------------------------------------
 
+@functools.lru_cache(maxsize=None)
 def cpu_has_amx() -> bool:
     """True where this CPU multiplies bf16 matrices on AMX tiles (Intel Sapphire Rapids and later) and
     the kernel lets this process use them. There bf16 autocast trains the minilm shape ~1.4x and
