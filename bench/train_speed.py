@@ -370,13 +370,9 @@ def release(device: str) -> None:
 
 def reset_accelerate_state() -> None:
     """Trainer and the harness each make an Accelerator; let the next one start clean."""
-    try:
-        from accelerate.state import AcceleratorState, GradientState
+    from harness.train.loop import reset_accelerate_state as reset
 
-        AcceleratorState._reset_state(reset_partial_state=True)
-        GradientState._reset_state()
-    except Exception:  # private API; harmless when it moves
-        pass
+    reset()
 
 
 @contextlib.contextmanager

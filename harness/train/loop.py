@@ -120,13 +120,24 @@ def _start_precision_afresh(precision: str) -> None:
     if launched():
         return
     try:
-        from accelerate.state import AcceleratorState, GradientState
+        from accelerate.state import AcceleratorState
 
         live = AcceleratorState._shared_state.get("_mixed_precision")
-        if live is not None and str(live) != precision:
-            AcceleratorState._reset_state(reset_partial_state=True)
-            GradientState._reset_state()
     except (ImportError, AttributeError):  # private API moved: accelerate itself says what to do
+        return
+    if live is not None and str(live) != precision:
+        reset_accelerate_state()
+
+
+def reset_accelerate_state() -> None:
+    """Forget accelerate's per-process state, so that the next Accelerator starts clean (single
+    process only; the speed benchmark calls it between Trainer's Accelerator and the harness's)."""
+    try:
+        from accelerate.state import AcceleratorState, GradientState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+    except (ImportError, AttributeError):  # private API moved: harmless, accelerate explains a conflict
         pass
 
 
