@@ -837,8 +837,7 @@ def run_shape(name, args, device, peak) -> dict:
     from harness.train.loop import resolve_precision
 
     if a.bf16 == "auto":  # each side as a user runs it: run_qa's default on a cpu is fp32
-        bf16 = (gpu and torch.cuda.is_bf16_supported(), resolve_precision("auto") == "bf16" if not gpu
-                else torch.cuda.is_bf16_supported())
+        bf16 = (gpu and torch.cuda.is_bf16_supported(), resolve_precision("auto") == "bf16")
     else:
         bf16 = (a.bf16 == "on",) * 2
     both_bf16 = a.eval_bf16 = all(bf16)  # the fixed-loss checks evaluate both models alike

@@ -84,11 +84,10 @@ class Windows:
         the offsets outside the context once when it builds its features: windows are not edited in
         place once built (assigning a new ``offsets`` array is noticed)."""
         if self._context is None or self._context[0] is not self.offsets:
+            from harness.tasks.qa.decode import _extent  # the decoder's extent of a mask (it imports this module)
+
             ok = self.context_mask
-            has = ok.any(axis=1)
-            lo = np.where(has, ok.argmax(axis=1), 0)
-            hi = np.where(has, ok.shape[1] - ok[:, ::-1].argmax(axis=1), 0)
-            self._context = (self.offsets, ok, lo, hi)
+            self._context = (self.offsets, ok, *_extent(ok, ok))
         return self._context[1:]
 
     def subset(self, rows: np.ndarray) -> "Windows":
